@@ -1,0 +1,71 @@
+"""`voice-agent` command line: serve, check, models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from agent.config import Config, load_config
+from agent.engines.base import EngineError
+from agent.observe import setup_logging
+from agent.yamlconf import ConfigError
+
+# Nothing may reach a model hub: every model comes from an installed package or a path.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="voice-agent", description="Offline phone voice agent.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in defaults)")
+        sp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+        sp.add_argument("--log-format", choices=["auto", "json", "console"])
+        return sp
+
+    with_config(sub.add_parser("serve", help="run the agent until SIGINT/SIGTERM"))
+    check = with_config(sub.add_parser("check", help="load every engine and run one round trip"))
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    models = with_config(sub.add_parser("models", help="assemble and verify the models the config uses"))
+    models.add_argument("--all", action="store_true", help="every catalog model whose packages are installed")
+    models.add_argument("--list", action="store_true", help="list the catalog and exit")
+    return p
+
+
+def _load(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    log = cfg.log.model_copy(
+        update={k: v for k, v in (("level", args.log_level), ("format", args.log_format)) if v}
+    )
+    setup_logging(log.level, log.format)
+    return cfg.model_copy(update={"log": log})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = _load(args)
+        if args.command == "serve":
+            from agent.server import Server
+
+            asyncio.run(Server(cfg).run())
+            return 0
+        if args.command == "check":
+            from agent.check import main as check_main
+
+            return check_main(cfg, args.json)
+        from agent.engines.modelcli import main as models_main
+
+        return models_main(cfg, all_models=args.all, list_only=args.list)
+    except (ConfigError, EngineError) as exc:
+        print(f"voice-agent: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

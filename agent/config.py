@@ -1,0 +1,86 @@
+"""Typed configuration, validated once at start-up (see config.yaml for every field)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.engines.models import default_cache_dir
+from agent.yamlconf import load_model
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelsConfig(_Section):
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+
+class VADConfig(_Section):
+    engine: Literal["silero", "webrtc"] = "silero"
+    model: str = "silero"
+    webrtc_aggressiveness: int = Field(2, ge=0, le=3)
+    threads: int = Field(1, ge=1, le=16)
+
+
+class STTConfig(_Section):
+    model: str = "tiny.en"  # tiny.en | base | path to a CTranslate2 Whisper folder
+    cpu_threads: int = Field(2, ge=1, le=64)
+    beam_size: int = Field(1, ge=1, le=10)
+    language: str = "en"
+    compression_ratio_threshold: float = Field(2.4, gt=0)
+    no_speech_threshold: float = Field(0.6, ge=0, le=1)
+    log_prob_threshold: float = -1.0
+
+
+class LLMConfig(_Section):
+    model: str = "qwen2.5-coder-0.5b"  # qwen2.5-coder-0.5b | qwen2.5-coder-1.5b | path to a .gguf
+    n_ctx: int = Field(2048, ge=256, le=32768)
+    n_threads: int = Field(2, ge=1, le=64)
+    n_batch: int = Field(256, ge=8, le=4096)
+    max_tokens: int = Field(120, ge=1, le=4096)
+    temperature: float = Field(0.3, ge=0, le=2)
+    timeout_s: float = Field(8.0, gt=0)
+    prefix_cache_mb: int = Field(0, ge=0)
+
+
+class TTSConfig(_Section):
+    voice: str = "joe"  # joe | path to a Piper .onnx (with .onnx.json beside it)
+    threads: int = Field(1, ge=1, le=16)
+    length_scale: float | None = Field(None, gt=0)
+    volume: float = Field(0.8, gt=0, le=1)
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Section):
+    models: ModelsConfig = ModelsConfig()
+    vad: VADConfig = VADConfig()
+    stt: STTConfig = STTConfig()
+    llm: LLMConfig = LLMConfig()
+    tts: TTSConfig = TTSConfig()
+    log: LogConfig = LogConfig()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_section(cls, v: object) -> object:
+        return {} if v is None else v  # a section with only comments in it
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate a config file; None gives the defaults."""
+    if path is None:
+        return Config()
+    return load_model(Config, path)

@@ -1,0 +1,1 @@
+"""The call session: turn-taking, barge-in, the dialog manager and dialplans."""

@@ -1,0 +1,1 @@
+"""Model engines behind small protocols: VAD, STT, LLM, TTS (real implementations and fakes)."""

@@ -1,0 +1,1 @@
+"""callsim: places scripted SIP calls against any voice agent and measures them."""
