@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--log-format", choices=["auto", "json", "console"])
         return sp
 
-    with_config(sub.add_parser("serve", help="run the agent until SIGINT/SIGTERM"))
+    serve = with_config(sub.add_parser("serve", help="run the agent until SIGINT/SIGTERM"))
+    serve.add_argument("--sip", metavar="HOST:PORT", help="SIP bind address (overrides sip.host/port)")
     check = with_config(sub.add_parser("check", help="load every engine and run one round trip"))
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     models = with_config(sub.add_parser("models", help="assemble and verify the models the config uses"))
@@ -43,7 +44,18 @@ def _load(args: argparse.Namespace) -> Config:
         update={k: v for k, v in (("level", args.log_level), ("format", args.log_format)) if v}
     )
     setup_logging(log.level, log.format)
-    return cfg.model_copy(update={"log": log})
+    cfg = cfg.model_copy(update={"log": log})
+    if getattr(args, "sip", None):
+        host, port = _host_port(args.sip, "--sip")
+        cfg = cfg.model_copy(update={"sip": cfg.sip.model_copy(update={"host": host, "port": port})})
+    return cfg
+
+
+def _host_port(value: str, flag: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{flag} wants HOST:PORT, e.g. 127.0.0.1:5060, not {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,35 @@ class TTSConfig(_Section):
     volume: float = Field(0.8, gt=0, le=1)
 
 
+class RegistrationConfig(_Section):
+    """Outbound REGISTER to a registrar / SIP trunk."""
+
+    registrar: str = Field(pattern=r"^sips?:")  # e.g. sip:pbx.example.com:5060
+    aor: str = Field(pattern=r"^sips?:")  # address of record, e.g. sip:agent@pbx.example.com
+    username: str = ""
+    password: str = ""
+    realm: str = "*"
+    expires_s: int = Field(300, ge=30, le=86400)
+    retry_s: int = Field(30, ge=5, le=3600)  # wait after a failed registration
+
+
+class SipConfig(_Section):
+    enabled: bool = True
+    host: str = "0.0.0.0"  # bind address
+    port: int = Field(5060, ge=0, le=65535)  # 0: any free port
+    transports: list[Literal["udp", "tcp"]] = Field(default_factory=lambda: ["udp", "tcp"], min_length=1)
+    public_address: str | None = None  # advertised in Contact/Via and SDP (NAT, containers)
+    rtp_port: int = Field(10000, ge=0, le=65535)  # first RTP port; 0: any
+    rtp_port_range: int = Field(1000, ge=0)
+    max_calls: int = Field(4, ge=1, le=64)  # SIP + WebRTC; the next INVITE gets 486
+    codecs: list[str] = Field(default_factory=lambda: ["G722/16000", "PCMU/8000", "PCMA/8000"], min_length=1)
+    user_agent: str = "voice-agent"
+    log_level: int = Field(1, ge=0, le=6)  # pjsip's own log level (1 errors .. 5 trace)
+    echo_user: str = "echo"  # calls to this user hear themselves (media test)
+    echo_delay_s: float = Field(0.5, ge=0, le=5)
+    registration: RegistrationConfig | None = None
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -71,6 +100,7 @@ class Config(_Section):
     stt: STTConfig = STTConfig()
     llm: LLMConfig = LLMConfig()
     tts: TTSConfig = TTSConfig()
+    sip: SipConfig = SipConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("*", mode="before")

@@ -1,4 +1,4 @@
-"""Wires config -> engines -> (transports, sessions: later issues) and owns start/stop."""
+"""Wires config -> engines -> transports -> call handlers, and owns start/stop."""
 
 from __future__ import annotations
 
@@ -9,41 +9,64 @@ import structlog
 
 from agent.config import Config
 from agent.engines.factory import Engines, load_engines, peak_rss_mb
+from agent.telephony.call import CallHandler, CallInfo
+from agent.telephony.echo import echo_handler
+from agent.telephony.limits import CallLimiter
 
 log = structlog.get_logger("server")
 
 
 class Server:
-    """The agent process: loads the engines once, runs until SIGINT/SIGTERM."""
+    """The agent process: loads the engines, starts SIP, runs until SIGINT/SIGTERM."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.engines: Engines | None = None
+        self.limiter = CallLimiter(cfg.sip.max_calls)
+        self.sip = None
         self._stop = asyncio.Event()
+        self._echo = echo_handler(cfg.sip.echo_delay_s)
 
     def stop(self) -> None:
         self._stop.set()
+
+    def route(self, info: CallInfo) -> CallHandler | None:
+        """Which handler answers a call to this user; None rejects it with 404."""
+        if info.to_user == self.cfg.sip.echo_user:
+            return self._echo
+        return None  # dialplans route the rest (next issue)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
+        if not await self._load_engines():
+            log.info("stopped while engines were loading")
+            return
+        if self.cfg.sip.enabled:
+            from agent.telephony.sip import SipEndpoint  # pjsua2 is only imported when used
+
+            self.sip = SipEndpoint(self.cfg.sip, self.route, self.limiter)
+            await self.sip.start()
+        log.info("ready", sip=self.sip.addresses if self.sip else [], peak_rss_mb=round(peak_rss_mb()))
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping")
+            if self.sip is not None:
+                await self.sip.stop()
+            log.info("stopped")
+
+    async def _load_engines(self) -> bool:
         loading = asyncio.ensure_future(
             asyncio.to_thread(load_engines, self.cfg, lambda m: log.info("engines", step=m))
         )
         stop_wait = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if loading.done():
-            self.engines = loading.result()  # raises an engine's load error here
-            log.info(
-                "ready",
-                vad=self.engines.vad.name,
-                stt=self.engines.stt.name,
-                llm=self.engines.llm.name,
-                tts=self.engines.tts.name,
-                peak_rss_mb=round(peak_rss_mb()),
-            )
-            await stop_wait
-        else:
-            log.info("stopping while engines load")
-        log.info("stopped")
+        if not loading.done():
+            return False
+        stop_wait.cancel()
+        self.engines = loading.result()  # raises an engine's load error here
+        e = self.engines
+        log.info("engines loaded", vad=e.vad.name, stt=e.stt.name, llm=e.llm.name, tts=e.tts.name)
+        return True

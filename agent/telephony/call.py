@@ -1,0 +1,128 @@
+"""The transport-neutral call leg: what a call session sees of a SIP or WebRTC call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import structlog
+
+from agent.telephony.media import FrameBridge
+
+
+@dataclass
+class CallInfo:
+    """Who called whom, over what. `codec` and `remote_media` are known once media is up."""
+
+    call_id: str
+    transport: str  # "sip" | "webrtc"
+    from_uri: str
+    to_uri: str
+    to_user: str  # the called user/number: what routing looks at
+    remote_addr: str = ""
+    codec: str = ""
+    remote_media: str = ""
+    started_at: float = field(default_factory=time.time)
+
+
+class CallLeg(Protocol):
+    """One answered call, from the agent's side."""
+
+    info: CallInfo
+    sample_rate: int  # of frames(): always 16000
+    dtmf: asyncio.Queue[str]
+    ended: asyncio.Event
+
+    def frames(self) -> AsyncIterator[np.ndarray]:
+        """Caller audio: 20 ms int16 frames at 16 kHz, until the call ends."""
+        ...
+
+    def play(self, pcm: np.ndarray, rate: int) -> None:
+        """Queue agent audio (any rate, int16 mono); it goes out paced at 20 ms."""
+        ...
+
+    def flush(self) -> int:
+        """Drop all queued agent audio now (barge-in); returns the samples dropped."""
+        ...
+
+    @property
+    def samples_sent(self) -> int:
+        """Agent samples (at 16 kHz) handed to the transport so far."""
+        ...
+
+    @property
+    def samples_queued(self) -> int:
+        """Agent samples (at 16 kHz) waiting to be sent."""
+        ...
+
+    async def hangup(self) -> None:
+        """End the call (BYE); returns when the transport has taken the request."""
+        ...
+
+
+CallHandler = Callable[[CallLeg], Awaitable[None]]
+Router = Callable[[CallInfo], CallHandler | None]
+
+
+class BridgedLeg:
+    """CallLeg plumbing shared by transports: a FrameBridge, DTMF queue and end event.
+
+    A transport subclasses it and implements `_request_hangup`.
+    """
+
+    sample_rate = 16000
+
+    def __init__(self, info: CallInfo, bridge: FrameBridge) -> None:
+        self.info = info
+        self.bridge = bridge
+        self.dtmf: asyncio.Queue[str] = asyncio.Queue()
+        self.ended = asyncio.Event()
+
+    def frames(self) -> AsyncIterator[np.ndarray]:
+        return self.bridge.frames()
+
+    def play(self, pcm: np.ndarray, rate: int) -> None:
+        self.bridge.play(pcm, rate)
+
+    def flush(self) -> int:
+        return self.bridge.flush()
+
+    @property
+    def samples_sent(self) -> int:
+        return self.bridge.samples_sent
+
+    @property
+    def samples_queued(self) -> int:
+        return self.bridge.samples_queued
+
+    def on_ended(self) -> None:
+        """Loop side: the transport says the call is over."""
+        self.bridge.close()
+        self.ended.set()
+
+    async def hangup(self) -> None:
+        if not self.ended.is_set():
+            await self._request_hangup()
+
+    async def _request_hangup(self) -> None:
+        raise NotImplementedError
+
+
+async def run_call(leg: BridgedLeg, handler: CallHandler) -> None:
+    """Run a call's handler in its own task: log context, errors contained, always hung up."""
+    structlog.contextvars.bind_contextvars(call_id=leg.info.call_id)
+    log = structlog.get_logger("call")
+    log.info("call started", transport=leg.info.transport, to=leg.info.to_user, caller=leg.info.from_uri)
+    try:
+        await handler(leg)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("call handler failed; hanging up")
+    finally:
+        if not leg.ended.is_set():
+            await leg.hangup()

@@ -1,0 +1,114 @@
+"""Moving 20 ms audio frames between a transport's media thread and the asyncio loop.
+
+Inbound: the media thread calls `push_inbound` (never blocks: one `call_soon_threadsafe`),
+frames land in a bounded queue on the loop; when the consumer falls behind the oldest frame
+is dropped and counted, so latency cannot grow without bound.
+Outbound: `play` (loop) resamples and cuts audio into frames in a deque; the media thread's clock
+pulls one frame per tick with `pull_outbound` (silence when empty). deque append/popleft/clear
+are atomic in CPython, so neither side takes a lock and `flush` takes effect at the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from agent.audio.resample import resample
+
+
+class FrameBridge:
+    """Both directions of one call's audio at one rate (16 kHz for our transports)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        rate: int = 16000,
+        frame_ms: int = 20,
+        max_inbound_frames: int = 50,
+    ) -> None:
+        self.rate = rate
+        self.frame_samples = rate * frame_ms // 1000
+        self._loop = loop
+        self._inbound: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._max_inbound = max_inbound_frames
+        self._outbound: deque[bytes] = deque()
+        self._closed = False
+        self.inbound_dropped = 0  # frames lost because the consumer was too slow
+        self.samples_sent = 0
+        self.frames_received = 0
+        self.frames_requested = 0
+
+    # --- media thread side -------------------------------------------------------------
+    def push_inbound(self, frame: bytes) -> None:
+        """A caller frame arrived (any thread). Never blocks."""
+        if self._closed:
+            return
+        self.frames_received += 1
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, frame)
+        except RuntimeError:  # loop already closed during shutdown
+            self._closed = True
+
+    def pull_outbound(self) -> bytes | None:
+        """The next agent frame for the wire, or None for silence (any thread)."""
+        self.frames_requested += 1
+        try:
+            frame = self._outbound.popleft()
+        except IndexError:
+            return None
+        self.samples_sent += len(frame) // 2
+        return frame
+
+    # --- loop side -----------------------------------------------------------------------
+    def _deliver(self, frame: bytes | None) -> None:
+        if frame is not None and self._inbound.qsize() >= self._max_inbound:
+            self._inbound.get_nowait()
+            self.inbound_dropped += 1
+        self._inbound.put_nowait(frame)
+
+    async def frames(self) -> AsyncIterator[np.ndarray]:
+        """Caller frames as int16 arrays, until the call ends."""
+        while True:
+            frame = await self._inbound.get()
+            if frame is None:
+                self._inbound.put_nowait(None)  # a second reader ends too
+                return
+            yield np.frombuffer(frame, dtype=np.int16)
+
+    def play(self, pcm: np.ndarray, rate: int) -> None:
+        """Queue one piece of int16 mono audio at any rate (a frame, a sentence).
+
+        The piece is resampled as a whole and zero-padded to whole frames, so nothing of it
+        lingers in a filter or a partial frame when the agent stops talking.
+        """
+        if self._closed or not len(pcm):
+            return
+        if rate != self.rate:
+            pcm = resample(np.asarray(pcm, dtype=np.int16), rate, self.rate)
+        n = self.frame_samples
+        tail = -len(pcm) % n
+        if tail:
+            pcm = np.concatenate([pcm, np.zeros(tail, dtype=np.int16)])
+        data = np.ascontiguousarray(pcm, dtype=np.int16).tobytes()
+        step = 2 * n
+        self._outbound.extend(data[i : i + step] for i in range(0, len(data), step))
+
+    def flush(self) -> int:
+        """Drop everything not yet sent; returns how many samples were dropped."""
+        dropped = self.samples_queued
+        self._outbound.clear()
+        return dropped
+
+    @property
+    def samples_queued(self) -> int:
+        return len(self._outbound) * self.frame_samples
+
+    def close(self) -> None:
+        """The call ended: frames() finishes, play() is ignored."""
+        if not self._closed:
+            self._closed = True
+            self._outbound.clear()
+            self._inbound.put_nowait(None)

@@ -1,0 +1,236 @@
+"""The SIP endpoint: pjsua2 on its own thread, answering INVITEs and handing legs to asyncio.
+
+Routing, the call limit and the answer (180/200, 404, 486) are decided on the pjsip thread at
+INVITE time; everything after the answer happens in the call's asyncio task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pjsua2 as pj
+import structlog
+
+from agent.config import SipConfig
+from agent.telephony.call import CallInfo, Router, run_call
+from agent.telephony.limits import CallLimiter
+from agent.telephony.media import FrameBridge
+from agent.telephony.pjthread import PjsipThread
+from agent.telephony.sipcall import SipCall, SipLeg, uri_user
+from agent.telephony.sipreg import SipAccount, account_config
+
+log = structlog.get_logger("sip")
+
+# pjsua2-python is compiled with PJSUA_MAX_CALLS = 32; we keep slots to reject with 486 ourselves.
+PJSUA_MAX_CALLS = 32
+
+
+_PJ_LEVELS = {0: "error", 1: "error", 2: "warning", 3: "info"}
+
+
+class _LogWriter(pj.LogWriter):
+    """pjsip's own log lines into structlog (any pjsip thread)."""
+
+    def write(self, entry: pj.LogEntry) -> None:
+        level = _PJ_LEVELS.get(entry.level, "debug")
+        getattr(log, level)("pjsip", msg=entry.msg.strip(), thread=entry.threadName)
+
+
+class SipEndpoint:
+    """Owns pjsua2: transports, the account, every call; start/stop from asyncio."""
+
+    def __init__(self, cfg: SipConfig, router: Router, limiter: CallLimiter) -> None:
+        self.cfg = cfg
+        self._router = router
+        self._limiter = limiter
+        self._thread = PjsipThread()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # pjsip-thread state: every pjsua2 object we hold a reference to is in here.
+        self._ep: pj.Endpoint | None = None
+        self._writer: _LogWriter | None = None
+        self._account: SipAccount | None = None
+        self._calls: dict[int, SipCall] = {}
+        self._reap: list[int] = []
+        # loop-side state
+        self.legs: dict[str, SipLeg] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.addresses: list[str] = []  # "udp:127.0.0.1:5060", ...
+
+    # --- asyncio side ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.wrap_future(self._thread.start(self._setup, self._poll, self._teardown))
+        log.info("sip listening", addresses=self.addresses, max_calls=self._limiter.max_calls)
+
+    async def stop(self, grace_s: float = 3.0) -> None:
+        """Hang up every call with BYE, wait for them to end, destroy pjsua2."""
+        legs = list(self.legs.values())
+        if legs:
+            log.info("hanging up active calls", calls=len(legs))
+            with contextlib.suppress(RuntimeError):
+                await self._thread.call(lambda: self._ep and self._ep.hangupAllCalls())
+            await asyncio.wait([asyncio.ensure_future(leg.ended.wait()) for leg in legs], timeout=grace_s)
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=grace_s)
+        await asyncio.to_thread(self._thread.stop)
+        log.info("sip stopped")
+
+    async def hangup(self, pj_call_id: int, code: int = 0) -> None:
+        def do() -> None:
+            call = self._calls.get(pj_call_id)
+            if call is not None:
+                call.end(code)
+
+        with contextlib.suppress(RuntimeError, pj.Error):
+            await self._thread.call(do)
+
+    @property
+    def registered(self) -> bool | None:
+        """None without registration; else whether the registrar accepted us."""
+        return None if self._account is None or not self.cfg.registration else self._account.registered
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """From the pjsip thread: run fn(*args) on the loop. Drops it if the loop is gone."""
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_leg(self, leg: SipLeg, handler: Any) -> None:
+        self.legs[leg.info.call_id] = leg
+        task = asyncio.ensure_future(run_call(leg, handler))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _on_leg_ended(self, leg: SipLeg, code: int, reason: str) -> None:
+        self.legs.pop(leg.info.call_id, None)
+        log.info("call ended", call_id=leg.info.call_id, code=code, reason=reason)
+        leg.on_ended()
+
+    # --- pjsip thread -----------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.cfg
+        ep = self._ep = pj.Endpoint()
+        ep.libCreate()
+        ec = pj.EpConfig()
+        ec.uaConfig.threadCnt = 0  # we poll: every callback runs on this thread
+        ec.uaConfig.mainThreadOnly = False
+        ec.uaConfig.maxCalls = min(cfg.max_calls + 4, PJSUA_MAX_CALLS)
+        ec.uaConfig.userAgent = cfg.user_agent
+        self._writer = _LogWriter()
+        ec.logConfig.writer = self._writer
+        ec.logConfig.level = cfg.log_level
+        ec.logConfig.consoleLevel = cfg.log_level
+        ec.logConfig.decor = 0
+        ec.medConfig.clockRate = 16000  # the bridge (and our frames) run at 16 kHz
+        ec.medConfig.sndClockRate = 16000
+        ec.medConfig.audioFramePtime = 20
+        ec.medConfig.ptime = 20
+        ec.medConfig.noVad = True  # keep sending RTP through silence
+        ec.medConfig.ecTailLen = 0  # no echo canceller: we have no speaker/mic
+        ep.libInit(ec)
+        for name in cfg.transports:
+            tc = pj.TransportConfig()
+            tc.port = cfg.port
+            tc.boundAddress = "" if cfg.host in ("0.0.0.0", "::") else cfg.host
+            if cfg.public_address:
+                tc.publicAddress = cfg.public_address
+            kind = pj.PJSIP_TRANSPORT_UDP if name == "udp" else pj.PJSIP_TRANSPORT_TCP
+            tid = ep.transportCreate(kind, tc)
+            self.addresses.append(f"{name}:{ep.transportGetInfo(tid).localName}")
+        ep.audDevManager().setNullDev()  # no sound card; its clock drives the bridge
+        ep.libStart()
+        self._set_codecs(ep)
+        self._account = SipAccount(self)
+        self._account.create(account_config(cfg, self.addresses))
+
+    def _set_codecs(self, ep: pj.Endpoint) -> None:
+        wanted = [c.upper() for c in self.cfg.codecs]
+        available = [c.codecId for c in ep.codecEnum2()]
+        for codec_id in available:
+            rank = next((i for i, w in enumerate(wanted) if codec_id.upper().startswith(w)), None)
+            ep.codecSetPriority(codec_id, 0 if rank is None else 255 - rank)
+        missing = [w for w in wanted if not any(a.upper().startswith(w) for a in available)]
+        if missing:
+            log.warning("codecs not available in this pjsip build", codecs=missing, available=available)
+
+    def _poll(self, ms: int) -> None:
+        assert self._ep is not None
+        self._ep.libHandleEvents(ms)
+        while self._reap:  # outside pjsua2 callbacks: safe to drop the Python objects
+            call = self._calls.pop(self._reap.pop(), None)
+            if call is not None:
+                call.port = None
+
+    def _teardown(self) -> None:
+        ep = self._ep
+        if ep is None:
+            return
+        ep.hangupAllCalls()
+        deadline = time.monotonic() + 2.0
+        while self._calls and time.monotonic() < deadline:
+            self._poll(10)
+        for call in self._calls.values():
+            call.port = None
+        self._calls.clear()
+        if self._account is not None:
+            self._account.shutdown()
+        self._account = None
+        ep.libDestroy()  # every pjsua2 wrapper we held is gone by now
+        self._ep = None
+        self._writer = None
+
+    def on_incoming(self, account: pj.Account, prm: pj.OnIncomingCallParam) -> None:
+        """INVITE received: route, limit, answer. Runs on the pjsip thread."""
+        call = SipCall(self, account, prm.callId)
+        self._calls[prm.callId] = call
+        ci = call.getInfo()
+        request = prm.rdata.wholeMsg
+        m = _request_uri(request)
+        info = CallInfo(
+            call_id=ci.callIdString,
+            transport="sip",
+            from_uri=ci.remoteUri,
+            to_uri=ci.localUri,
+            to_user=uri_user(m) or uri_user(ci.localUri),
+            remote_addr=prm.rdata.srcAddress,
+        )
+        bound = log.bind(call_id=info.call_id, to=info.to_user, caller=info.from_uri)
+        if not self._limiter.try_acquire():
+            bound.warning("call rejected: busy", active=self._limiter.active)
+            call.respond(486)
+            return
+        call.counted = True
+        try:
+            handler = self._router(info)
+        except Exception:
+            bound.exception("router failed")
+            handler = None
+        if handler is None:
+            bound.warning("call rejected: no route")
+            call.respond(404)
+            return
+        assert self._loop is not None
+        leg = SipLeg(info, FrameBridge(self._loop), self, prm.callId)
+        call.leg = leg
+        call.respond(180)
+        call.respond(200)
+        bound.info("call answered")
+        self.post(self._on_leg, leg, handler)
+
+    def on_disconnected(self, call: SipCall, code: int, reason: str) -> None:
+        if call.counted:
+            self._limiter.release()
+            call.counted = False
+        if call.leg is not None:
+            self.post(self._on_leg_ended, call.leg, code, reason)
+        self._reap.append(call.getId())
+
+
+def _request_uri(message: str) -> str:
+    first = message.split("\r\n", 1)[0].split("\n", 1)[0]
+    parts = first.split()
+    return parts[1] if len(parts) == 3 and parts[0] == "INVITE" else ""

@@ -1,0 +1,129 @@
+"""One SIP call in pjsua2: the Call subclass, its media port, and the leg the session sees.
+
+`SipCall` and `FramePort` live and die on the pjsip thread; `SipLeg` lives on the asyncio side
+and refers to its call only by id, so nothing on the asyncio side can keep a pjsua2 object
+alive past `libDestroy()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING
+
+import pjsua2 as pj
+import structlog
+
+from agent.telephony.call import BridgedLeg, CallInfo
+from agent.telephony.media import FrameBridge
+
+if TYPE_CHECKING:
+    from agent.telephony.sip import SipEndpoint
+
+log = structlog.get_logger("sip")
+_USER = re.compile(r"sips?:([^@;>\s]+)@")
+
+
+def uri_user(uri: str) -> str:
+    """The user part of a SIP URI ('echo' in '"Echo" <sip:echo@host>'), or ''."""
+    m = _USER.search(uri)
+    return m.group(1) if m else ""
+
+
+class FramePort(pj.AudioMediaPort):
+    """A conference-bridge port whose frames go to / come from a FrameBridge.
+
+    Its callbacks run on pjsip's media clock thread: they only copy bytes.
+    """
+
+    def __init__(self, bridge: FrameBridge) -> None:
+        super().__init__()
+        self._bridge = bridge
+        self._silence = pj.ByteVector(bytes(bridge.frame_samples * 2))
+
+    def onFrameReceived(self, frame: pj.MediaFrame) -> None:
+        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
+            self._bridge.push_inbound(bytes(frame.buf))
+        else:  # keep the caller's clock ticking through silence
+            self._bridge.push_inbound(bytes(self._bridge.frame_samples * 2))
+
+    def onFrameRequested(self, frame: pj.MediaFrame) -> None:
+        data = self._bridge.pull_outbound()
+        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+        frame.buf = self._silence if data is None else pj.ByteVector(data)
+        frame.size = self._bridge.frame_samples * 2
+
+
+class SipCall(pj.Call):
+    """pjsua2 call with our callbacks; owned by the endpoint's registry on the pjsip thread."""
+
+    def __init__(self, endpoint: SipEndpoint, account: pj.Account, call_id: int) -> None:
+        super().__init__(account, call_id)
+        self.endpoint = endpoint
+        self.leg: SipLeg | None = None
+        self.port: FramePort | None = None
+        self.counted = False  # holds a slot of the call limiter
+
+    def respond(self, code: int, reason: str = "") -> None:
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        if reason:
+            prm.reason = reason
+        self.answer(prm)
+
+    def end(self, code: int = 0) -> None:
+        prm = pj.CallOpParam()
+        if code:
+            prm.statusCode = code
+        self.hangup(prm)
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        ci = self.getInfo()
+        log.debug("call state", call_id=ci.callIdString, state=ci.stateText, code=ci.lastStatusCode)
+        if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.endpoint.on_disconnected(self, ci.lastStatusCode, ci.lastReason)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        if self.leg is None:
+            return
+        ci = self.getInfo()
+        for mi in ci.media:
+            if mi.type != pj.PJMEDIA_TYPE_AUDIO or mi.status not in (
+                pj.PJSUA_CALL_MEDIA_ACTIVE,
+                pj.PJSUA_CALL_MEDIA_REMOTE_HOLD,
+            ):
+                continue
+            media = self.getAudioMedia(mi.index)
+            if self.port is None:
+                self.port = FramePort(self.leg.bridge)
+                fmt = pj.MediaFormatAudio()
+                fmt.init(pj.PJMEDIA_FORMAT_PCM, self.leg.bridge.rate, 1, 20000, 16)
+                self.port.createPort(f"call-{ci.id}", fmt)
+            # Re-INVITEs may bring a new media object: (re)connect both directions.
+            media.startTransmit(self.port)
+            self.port.startTransmit(media)
+            si = self.getStreamInfo(mi.index)
+            self.endpoint.post(self.leg.set_media, f"{si.codecName}/{si.codecClockRate}", si.remoteRtpAddress)
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        if self.leg is not None:
+            self.endpoint.post(self.leg.dtmf.put_nowait, prm.digit)
+
+
+class SipLeg(BridgedLeg):
+    """The asyncio side of a SIP call."""
+
+    def __init__(self, info: CallInfo, bridge: FrameBridge, endpoint: SipEndpoint, pj_call_id: int) -> None:
+        super().__init__(info, bridge)
+        self._endpoint = endpoint
+        self._pj_call_id = pj_call_id
+
+    def set_media(self, codec: str, remote: str) -> None:
+        if self.info.codec != codec:
+            log.info("media", call_id=self.info.call_id, codec=codec, remote_media=remote)
+        self.info.codec = codec
+        self.info.remote_media = remote
+
+    async def _request_hangup(self) -> None:
+        await self._endpoint.hangup(self._pj_call_id)
+        await asyncio.sleep(0)

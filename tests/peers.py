@@ -1,0 +1,401 @@
+"""Real SIP peers for tests: SIPp scenarios, a headless baresip, and our endpoint on a thread.
+
+Everything binds and advertises 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agent.audio.wav import read_wav
+from agent.config import SipConfig
+from agent.telephony.call import CallHandler, CallInfo, CallLeg
+from agent.telephony.echo import echo_handler
+from agent.telephony.limits import CallLimiter
+
+LOCAL = "127.0.0.1"
+SIPP_PCAPS = Path("/usr/share/sip-tester")
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((LOCAL, 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((LOCAL, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+# --- SIPp ---------------------------------------------------------------------------------
+_HEADERS = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]T[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>{peer_tag}
+Call-ID: [call_id]
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70"""
+
+_CODECS = {"PCMU": 0, "PCMA": 8, "G722": 9}
+
+
+def _msg(text: str) -> str:
+    return "<![CDATA[\n" + "\n".join(line.strip() for line in text.strip().splitlines()) + "\n\n]]>"
+
+
+def sipp_call_scenario(
+    codec: str = "PCMA",
+    media: list[tuple[str, str | int]] | None = None,
+    end: str = "send_bye",
+    expect: int = 200,
+) -> str:
+    """A UAC scenario: INVITE with one codec + telephone-event, then `media` steps, then BYE.
+
+    media: ("pcap", file in /usr/share/sip-tester), ("pause", ms) or ("reinvite", "sendonly"/"sendrecv")
+    (a re-INVITE: hold and resume).
+    end: "send_bye" (we hang up) or "recv_bye" (the agent must hang up and we answer 200).
+    expect: the final answer to the INVITE; anything but 200 is ACKed and the call ends there.
+    """
+    pt = _CODECS[codec]
+    rate = 16000 if codec == "G722" else 8000
+    invite = f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+{_HEADERS.format(peer_tag="")}
+CSeq: 1 INVITE
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=sipp 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [auto_media_port] RTP/AVP {pt} 101
+a=rtpmap:{pt} {codec}/{8000 if codec == "G722" else rate}
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=ptime:20"""
+    ack = f"""ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+{_HEADERS.format(peer_tag="[peer_tag_param]")}
+CSeq: 1 ACK
+Content-Length: 0"""
+    bye = f"""BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+{_HEADERS.format(peer_tag="[peer_tag_param]")}
+CSeq: 99 BYE
+Content-Length: 0"""
+
+    def reinvite(direction: str, cseq: int) -> str:
+        sdp = invite.split("\n\n", 1)[1] + f"\na={direction}"
+        head = f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+{_HEADERS.format(peer_tag="[peer_tag_param]")}
+CSeq: {cseq} INVITE
+Content-Type: application/sdp
+Content-Length: [len]"""
+        ack_n = ack.replace("CSeq: 1 ACK", f"CSeq: {cseq} ACK")
+        return (
+            f'<send retrans="500">{_msg(head + chr(10) + chr(10) + sdp)}</send>'
+            '<recv response="100" optional="true"/><recv response="200"/>'
+            f"<send>{_msg(ack_n)}</send>"
+        )
+
+    ok_to_bye = """SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0"""
+    steps = [
+        f'<send retrans="500">{_msg(invite)}</send>',
+        '<recv response="100" optional="true"/>',
+        '<recv response="180" optional="true"/>',
+    ]
+    if expect != 200:
+        steps += [f'<recv response="{expect}"/>', f"<send>{_msg(ack)}</send>"]
+    else:
+        steps += ['<recv response="200" rtd="true"/>', f"<send>{_msg(ack)}</send>"]
+        cseq = 10
+        for kind, value in media or []:
+            if kind == "reinvite":
+                cseq += 1
+                steps.append(reinvite(str(value), cseq))
+            elif kind == "pcap":
+                steps.append(f'<nop><action><exec play_pcap_audio="pcap/{value}"/></action></nop>')
+            else:
+                steps.append(f'<pause milliseconds="{value}"/>')
+        if end == "send_bye":
+            steps += [f'<send retrans="500">{_msg(bye)}</send>', '<recv response="200"/>']
+        else:
+            steps += ['<recv request="BYE" timeout="30000"/>', f"<send>{_msg(ok_to_bye)}</send>"]
+    body = "\n".join(steps)
+    return f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="voice-agent test">\n{body}\n</scenario>\n'
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    successful: int
+    failed: int
+    output: str
+
+
+def run_sipp(
+    workdir: Path,
+    scenario: str,
+    port: int,
+    service: str = "echo",
+    calls: int = 1,
+    concurrency: int = 1,
+    rate: float = 10,
+    timeout: float = 60,
+    transport: str = "u1",
+    background: bool = False,
+    local_port: int | None = None,
+) -> SippResult | subprocess.Popen[str]:
+    """Run SIPp against 127.0.0.1:port; returns its result (or the process if background)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "pcap").unlink(missing_ok=True)
+    (workdir / "pcap").symlink_to(SIPP_PCAPS)
+    if scenario.startswith("<?xml"):
+        xml = workdir / f"scenario-{abs(hash(scenario))}.xml"
+        xml.write_text(scenario)
+        source = ["-sf", str(xml)]
+    else:
+        source = ["-sn", scenario]  # a SIPp built-in, e.g. uac_pcap
+    stat = workdir / f"stat-{free_port()}.csv"
+    remote = [f"{LOCAL}:{port}"] if port else []  # no remote: SIPp is the server (UAS)
+    cmd = [
+        "sipp",
+        *remote,
+        *source,
+        "-s",
+        service,
+        "-i",
+        LOCAL,
+        "-mi",
+        LOCAL,
+        "-p",
+        str(local_port or free_port()),
+        "-m",
+        str(calls),
+        "-l",
+        str(concurrency),
+        "-r",
+        str(rate),
+        "-t",
+        transport,
+        "-timeout",
+        f"{int(timeout)}s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_stat",
+        "-stf",
+        str(stat),
+        "-fd",
+        "1",
+        "-trace_err",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if background:
+        proc.stat_file = stat  # type: ignore[attr-defined]
+        return proc
+    out, _ = proc.communicate(timeout=timeout + 30)
+    return sipp_result(proc.returncode, stat, out)
+
+
+def sipp_result(returncode: int, stat: Path, output: str) -> SippResult:
+    successful = failed = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        lines = stat.read_text().strip().splitlines()
+        header = lines[0].split(";")
+        last = lines[-1].split(";")
+        successful = int(last[header.index("SuccessfulCall(C)")])
+        failed = int(last[header.index("FailedCall(C)")])
+    return SippResult(returncode, successful, failed, output)
+
+
+# --- baresip --------------------------------------------------------------------------------
+@dataclass
+class BaresipCall:
+    heard: np.ndarray  # what baresip decoded from us
+    sent: np.ndarray  # what baresip encoded and sent
+    rate: int
+    log: str
+
+
+def baresip_call(workdir: Path, target: str, wav_in: Path, codec: str, seconds: int = 12) -> BaresipCall:
+    """Dial `target` with a WAV file as microphone; return both directions as recorded by baresip.
+
+    The WAV must be mono 16-bit at the codec's rate (8000 for PCMU/PCMA, 16000 for G722).
+    baresip hangs up when the file ends.
+    """
+    cfg = workdir / "baresip"
+    dump = workdir / "dump"
+    shutil.rmtree(dump, ignore_errors=True)
+    cfg.mkdir(parents=True, exist_ok=True)
+    dump.mkdir(parents=True)
+    (cfg / "config").write_text(
+        f"""poll_method epoll
+sip_listen {LOCAL}:{free_port()}
+audio_player aubridge,nil
+audio_alert aubridge,nil
+audio_source aufile,{wav_in}
+ausrc_format s16
+auplay_format s16
+jitter_buffer_delay 1-5
+module_path /usr/lib/baresip/modules
+module g711.so
+module g722.so
+module aufile.so
+module aubridge.so
+module sndfile.so
+module_tmp account.so
+module_app menu.so
+snd_path {dump}
+"""
+    )
+    name = "G722/16000/1" if codec == "G722" else codec  # baresip assumes 8000 Hz otherwise
+    (cfg / "accounts").write_text(f"<sip:caller@{LOCAL}>;regint=0;audio_codecs={name}\n")
+    proc = subprocess.run(
+        ["baresip", "-f", str(cfg), "-n", LOCAL, "-e", f"/dial {target}", "-t", str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 20,
+        stdin=subprocess.DEVNULL,
+    )
+    dec = glob.glob(str(dump / "*-dec.wav"))
+    enc = glob.glob(str(dump / "*-enc.wav"))
+    if not dec or not enc:
+        raise AssertionError(f"baresip recorded nothing:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    heard, rate = read_wav(dec[0])
+    sent, _ = read_wav(enc[0])
+    return BaresipCall(heard, sent, rate, proc.stdout + proc.stderr)
+
+
+def best_lag(heard: np.ndarray, sent: np.ndarray) -> tuple[int, float]:
+    """Delay (samples) of `sent` inside `heard`, and the normalised correlation there."""
+    h, s = heard.astype(float), sent.astype(float)
+    n = len(h) + len(s)
+    xc = np.fft.irfft(np.fft.rfft(h, n) * np.conj(np.fft.rfft(s, n)), n)[: len(h)]
+    lag = int(np.argmax(xc))
+    overlap = min(len(h) - lag, len(s))
+    a, b = h[lag : lag + overlap], s[:overlap]
+    return lag, float(a @ b / np.sqrt((a @ a) * (b @ b) + 1e-9))
+
+
+def echo_windows(
+    heard: np.ndarray, sent: np.ndarray, rate: int, window_s: float = 0.5
+) -> list[tuple[float, float]]:
+    """(delay s, correlation) of each speech window of `sent` found in `heard`.
+
+    Per window, because jitter buffers may add or drop a frame mid-call, shifting the delay
+    by 20 ms, which would smear one global correlation.
+    """
+    n = int(window_s * rate)
+    out = []
+    for start in range(0, len(sent) - n, n):
+        w = sent[start : start + n].astype(float)
+        if np.sqrt(np.mean(w * w)) < 300:  # silence tells nothing
+            continue
+        lag, corr = best_lag(heard, sent[start : start + n])
+        out.append(((lag - start) / rate, corr))
+    return out
+
+
+# --- our endpoint on a background loop ------------------------------------------------------
+@dataclass
+class Recorder:
+    """What the in-process agent saw of its calls."""
+
+    infos: list[CallInfo] = field(default_factory=list)
+    digits: list[str] = field(default_factory=list)
+    codecs: list[str] = field(default_factory=list)
+    samples_sent: int = 0
+    frames_in: int = 0
+    loud_frames_in: int = 0
+
+
+class AgentThread:
+    """A SipEndpoint running on its own asyncio loop in a thread (no models)."""
+
+    def __init__(self, cfg: SipConfig, handler: CallHandler | None = None) -> None:
+        from agent.telephony.sip import SipEndpoint
+
+        self.cfg = cfg
+        self.recorder = Recorder()
+        self.limiter = CallLimiter(cfg.max_calls)
+        self._handler = handler or self._recording(echo_handler(cfg.echo_delay_s))
+        self.loop = asyncio.new_event_loop()
+        self.endpoint = SipEndpoint(cfg, self._route, self.limiter)
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def _route(self, info: CallInfo) -> CallHandler | None:
+        self.recorder.infos.append(info)
+        return self._handler if info.to_user in ("echo", "dtmf") else None
+
+    def _recording(self, inner: CallHandler) -> CallHandler:
+        rec = self.recorder
+
+        async def handler(leg: CallLeg) -> None:
+            async def digits() -> None:
+                while True:
+                    rec.digits.append(await leg.dtmf.get())
+
+            task = asyncio.ensure_future(digits())
+            try:
+                await inner(_CountingLeg(leg, rec))
+            finally:
+                task.cancel()
+                rec.samples_sent += leg.samples_sent
+                rec.codecs.append(leg.info.codec)
+
+        return handler
+
+    def __enter__(self) -> AgentThread:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.endpoint.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.endpoint.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+class _CountingLeg:
+    """Wraps a leg to count caller frames with energy (proof that RTP arrived)."""
+
+    def __init__(self, leg: CallLeg, rec: Recorder) -> None:
+        self._leg = leg
+        self._rec = rec
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._leg, name)
+
+    async def frames(self) -> Iterator[np.ndarray]:  # type: ignore[override]
+        async for frame in self._leg.frames():
+            self._rec.frames_in += 1
+            if np.abs(frame).max() > 500:
+                self._rec.loud_frames_in += 1
+            yield frame

@@ -1,0 +1,240 @@
+"""SIP telephony against real peers on 127.0.0.1: SIPp and baresip."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.audio.resample import resample
+from agent.audio.wav import write_wav
+from agent.config import RegistrationConfig, SipConfig
+from tests.conftest import load_16k
+from tests.peers import (
+    LOCAL,
+    AgentThread,
+    baresip_call,
+    echo_windows,
+    free_port,
+    run_sipp,
+    sipp_call_scenario,
+)
+
+pytestmark = pytest.mark.sip
+HERE = Path(__file__).resolve().parent
+
+
+def sip_config(**kw: object) -> SipConfig:
+    return SipConfig(host=LOCAL, port=free_port(), rtp_port=0, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def agent():
+    with AgentThread(sip_config()) as a:
+        yield a
+
+
+def test_sipp_uac_pcap_call_is_answered_with_rtp_both_ways(agent, tmp_path):
+    result = run_sipp(tmp_path, "uac_pcap", agent.cfg.port, service="echo")
+    assert result.returncode == 0 and result.successful == 1 and result.failed == 0, result.output[-2000:]
+    time.sleep(0.3)
+    rec = agent.recorder
+    assert rec.loud_frames_in > 100, "the pcap's speech must reach the call as 16 kHz frames"
+    assert rec.samples_sent > 16000 * 3, "echoed audio must go back out"
+    assert rec.infos[0].to_user == "echo" and rec.infos[0].remote_addr.startswith(LOCAL)
+    assert rec.codecs == ["PCMA/8000"]
+    assert agent.limiter.active == 0 and not agent.endpoint.legs
+
+
+@pytest.mark.parametrize(("codec", "rate"), [("PCMU", 8000), ("G722", 16000)])
+def test_baresip_hears_its_own_audio_from_the_echo_target(agent, tmp_path, speech_dir, codec, rate):
+    speech = load_16k(speech_dir / "utterances/cathy/arctic_a0024_1592747999.wav")
+    pad = np.zeros(16000, dtype=np.int16)
+    mic = tmp_path / f"mic{rate}.wav"
+    write_wav(mic, resample(np.concatenate([pad, speech, pad, pad]), 16000, rate), rate)
+    call = baresip_call(tmp_path, f"sip:echo@{LOCAL}:{agent.cfg.port}", mic, codec)
+    assert call.rate == rate
+    windows = echo_windows(call.heard, call.sent, rate)
+    assert len(windows) >= 5, "the caller's speech must have been sent"
+    delays = [d for d, _ in windows]
+    corrs = [c for _, c in windows]
+    assert all(0.45 < d < 0.7 for d in delays), f"echo delays {delays}"
+    assert np.median(corrs) > 0.9, f"the echo must be the caller's audio: correlations {corrs}"
+    assert agent.recorder.codecs == [f"{codec}/{8000 if codec == 'PCMU' else 16000}"]
+
+
+def test_rfc4733_digits_arrive_in_order(agent, tmp_path):
+    media: list[tuple[str, str | int]] = []
+    for d in ("1", "2", "3", "pound", "9", "star", "0"):
+        media += [("pcap", f"dtmf_2833_{d}.pcap"), ("pause", 500)]
+    result = run_sipp(tmp_path, sipp_call_scenario("PCMU", media), agent.cfg.port, service="dtmf")
+    assert result.successful == 1, result.output[-2000:]
+    time.sleep(0.3)
+    assert agent.recorder.digits == ["1", "2", "3", "#", "9", "*", "0"]
+
+
+def test_hold_and_resume_reinvites_keep_the_call(agent, tmp_path):
+    media = [
+        ("pcap", "g711a.pcap"),
+        ("pause", 1500),
+        ("reinvite", "sendonly"),
+        ("pause", 500),
+        ("reinvite", "sendrecv"),
+        ("pause", 1000),
+    ]
+    result = run_sipp(tmp_path, sipp_call_scenario("PCMA", media), agent.cfg.port)
+    assert result.successful == 1, result.output[-3000:]
+    assert agent.limiter.active == 0
+
+
+def test_six_concurrent_echo_calls_all_succeed(agent, tmp_path):
+    media = [("pcap", "g711a.pcap"), ("pause", 4000)]
+    result = run_sipp(
+        tmp_path, sipp_call_scenario("PCMU", media), agent.cfg.port, calls=6, concurrency=6, rate=20
+    )
+    assert result.returncode == 0 and result.successful == 6, result.output[-2000:]
+    assert len(agent.recorder.infos) == 6
+
+
+def test_call_limit_gives_486_and_unknown_user_gets_404(tmp_path):
+    with AgentThread(sip_config(max_calls=2)) as agent:
+        long_call = sipp_call_scenario("PCMU", [("pause", 5000)])
+        background = run_sipp(
+            tmp_path / "a", long_call, agent.cfg.port, calls=2, concurrency=2, background=True
+        )
+        deadline = time.monotonic() + 10
+        while agent.limiter.active < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert agent.limiter.active == 2
+        third = run_sipp(tmp_path / "b", sipp_call_scenario("PCMU", expect=486), agent.cfg.port)
+        assert third.successful == 1, "the third call must get 486 Busy Here\n" + third.output[-2000:]
+        out, _ = background.communicate(timeout=30)
+        assert background.returncode == 0, out[-2000:]
+        missing = run_sipp(
+            tmp_path / "c", sipp_call_scenario("PCMU", expect=404), agent.cfg.port, service="nobody"
+        )
+        assert missing.successful == 1, missing.output[-2000:]
+
+
+def test_calls_over_tcp(agent, tmp_path):
+    result = run_sipp(
+        tmp_path,
+        sipp_call_scenario("PCMU", [("pcap", "g711a.pcap"), ("pause", 2000)]),
+        agent.cfg.port,
+        transport="t1",
+    )
+    assert result.successful == 1, result.output[-2000:]
+
+
+def test_register_answers_the_digest_challenge(tmp_path):
+    registrar_port = free_port()
+    registrar = run_sipp(
+        tmp_path,
+        (HERE / "sipp/register_uas.xml").read_text(),
+        0,
+        calls=1,
+        background=True,
+        local_port=registrar_port,
+        timeout=20,
+    )
+    time.sleep(0.5)
+    reg = RegistrationConfig(
+        registrar=f"sip:{LOCAL}:{registrar_port}",
+        aor=f"sip:agent@{LOCAL}",
+        username="agent",
+        password="s3cret",
+        expires_s=300,
+    )
+    with AgentThread(sip_config(registration=reg)) as agent:
+        out, _ = registrar.communicate(timeout=30)
+        deadline = time.monotonic() + 5
+        while not agent.endpoint.registered and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert agent.endpoint.registered is True
+    assert registrar.returncode == 0, out[-3000:]
+
+
+def test_wrong_password_is_not_registered(tmp_path):
+    registrar_port = free_port()
+    registrar = run_sipp(
+        tmp_path,
+        (HERE / "sipp/register_uas.xml").read_text(),
+        0,
+        calls=1,
+        background=True,
+        local_port=registrar_port,
+        timeout=20,
+    )
+    time.sleep(0.5)
+    reg = RegistrationConfig(
+        registrar=f"sip:{LOCAL}:{registrar_port}",
+        aor=f"sip:agent@{LOCAL}",
+        username="agent",
+        password="wrong",
+        retry_s=60,
+    )
+    with AgentThread(sip_config(registration=reg)) as agent:
+        registrar.communicate(timeout=30)
+        time.sleep(0.5)
+        assert agent.endpoint.registered is False
+    assert registrar.returncode != 0
+
+
+def test_malformed_datagrams_do_not_stop_the_endpoint(agent, tmp_path):
+    port = agent.cfg.port
+    junk = [
+        b"INVITE sip:echo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK1\r\nFrom: <sip:a@b>",
+        bytes(range(256)) * 4,
+        b"INVITE sip:echo@127.0.0.1 SIP/2.0\r\n" + b"X-Huge: " + b"a" * 60000 + b"\r\n\r\n",
+        b"\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nVia: garbage\r\n\r\n",
+        b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 99999\r\n\r\nshort",
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for datagram in junk:
+            s.sendto(datagram, (LOCAL, port))
+    for payload in junk[:3]:
+        with socket.create_connection((LOCAL, port), timeout=2) as t:
+            t.sendall(payload)
+    time.sleep(0.5)
+    result = run_sipp(tmp_path, sipp_call_scenario("PCMU", [("pcap", "g711a.pcap"), ("pause", 1000)]), port)
+    assert result.successful == 1, result.output[-2000:]
+
+
+@pytest.mark.models
+def test_sigterm_with_a_call_up_sends_bye_and_exits_0(tmp_path):
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sip:\n  host: {LOCAL}\n  port: {port}\n  rtp_port: 0\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "serve", "--config", str(cfg), "--log-format", "json"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stderr is not None
+    events = []
+    for line in proc.stderr:
+        events.append(json.loads(line) if line.startswith("{") else {"event": line})
+        if events[-1]["event"] == "ready":
+            break
+    wait_for_bye = sipp_call_scenario("PCMU", [("pcap", "g711a.pcap")], end="recv_bye")
+    sipp = run_sipp(tmp_path, wait_for_bye, port, background=True, timeout=40)
+    time.sleep(3)  # the call is up and streaming
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=30)
+    out, _ = sipp.communicate(timeout=30)
+    assert proc.returncode == 0, rest[-3000:]
+    assert "Assertion" not in rest
+    assert sipp.returncode == 0, "SIPp must receive the agent's BYE and answer it\n" + out[-2000:]
+    assert '"call ended"' in rest and '"stopped"' in rest
