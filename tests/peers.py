@@ -142,7 +142,8 @@ Content-Length: 0"""
         else:
             steps += ['<recv request="BYE" timeout="30000"/>', f"<send>{_msg(ok_to_bye)}</send>"]
     body = "\n".join(steps)
-    return f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="voice-agent test">\n{body}\n</scenario>\n'
+    head = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="voice-agent test">'
+    return f"{head}\n{body}\n</scenario>\n"
 
 
 @dataclass

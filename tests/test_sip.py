@@ -191,7 +191,8 @@ def test_wrong_password_is_not_registered(tmp_path):
 def test_malformed_datagrams_do_not_stop_the_endpoint(agent, tmp_path):
     port = agent.cfg.port
     junk = [
-        b"INVITE sip:echo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK1\r\nFrom: <sip:a@b>",
+        b"INVITE sip:echo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK1\r\n"
+        b"From: <sip:a@b>",
         bytes(range(256)) * 4,
         b"INVITE sip:echo@127.0.0.1 SIP/2.0\r\n" + b"X-Huge: " + b"a" * 60000 + b"\r\n\r\n",
         b"\r\n\r\n",
