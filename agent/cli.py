@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="run the agent until SIGINT/SIGTERM"))
     serve.add_argument("--sip", metavar="HOST:PORT", help="SIP bind address (overrides sip.host/port)")
+    serve.add_argument("--worker", metavar="PORT:CALLS", help=argparse.SUPPRESS)  # set by the cluster
     check = with_config(sub.add_parser("check", help="load every engine and run one round trip"))
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     models = with_config(sub.add_parser("models", help="assemble and verify the models the config uses"))
@@ -48,7 +49,46 @@ def _load(args: argparse.Namespace) -> Config:
     if getattr(args, "sip", None):
         host, port = _host_port(args.sip, "--sip")
         cfg = cfg.model_copy(update={"sip": cfg.sip.model_copy(update={"host": host, "port": port})})
+    if getattr(args, "worker", None):
+        cfg = _as_worker(cfg, args.worker)
     return cfg
+
+
+def _as_worker(cfg: Config, spec: str) -> Config:
+    """A cluster worker: SIP on 127.0.0.1:PORT behind the Kamailio front, RTP where it was."""
+    port, _, calls = spec.partition(":")
+    sip = cfg.sip
+    first = (sip.worker_port or sip.port + 1) == int(port)
+    front = f"{sip.public_address or sip.host}:{sip.port}"
+    update = {
+        "host": "127.0.0.1",
+        "port": int(port),
+        "transports": ["udp"],
+        "max_calls": int(calls),
+        "media_host": sip.media_host or sip.host,
+        # One registration for the whole cluster, with the front's address as Contact.
+        "registration": sip.registration if first else None,
+        "contact": f"<sip:agent@{front}>" if first and sip.registration else None,
+    }
+    return cfg.model_copy(update={"sip": sip.model_copy(update=update)})
+
+
+def _serve(cfg: Config, args: argparse.Namespace) -> None:
+    sip = cfg.sip
+    if sip.enabled and not args.worker and sip.max_calls > sip.calls_per_process:
+        from agent.cluster import Cluster
+
+        passed = [
+            f for f in ("--config", "--log-level", "--log-format") if getattr(args, f[2:].replace("-", "_"))
+        ]
+        argv = [x for f in passed for x in (f, str(getattr(args, f[2:].replace("-", "_"))))]
+        if args.sip:
+            argv += ["--sip", args.sip]
+        asyncio.run(Cluster(cfg, argv).run())
+        return
+    from agent.server import Server
+
+    asyncio.run(Server(cfg).run())
 
 
 def _host_port(value: str, flag: str) -> tuple[str, int]:
@@ -63,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _load(args)
         if args.command == "serve":
-            from agent.server import Server
-
-            asyncio.run(Server(cfg).run())
+            _serve(cfg, args)
             return 0
         if args.command == "check":
             from agent.check import main as check_main

@@ -81,6 +81,11 @@ class SipConfig(_Section):
     rtp_port: int = Field(10000, ge=0, le=65535)  # first RTP port; 0: any
     rtp_port_range: int = Field(1000, ge=0)
     max_calls: int = Field(4, ge=1, le=64)  # SIP + WebRTC; the next INVITE gets 486
+    # pjsua answers at most 4 calls per process; above that, Kamailio fronts several workers.
+    calls_per_process: int = Field(4, ge=1, le=4)
+    worker_port: int = Field(0, ge=0, le=65535)  # first worker SIP port (0: port + 1)
+    media_host: str | None = None  # RTP bind address when it differs from `host` (workers)
+    contact: str | None = None  # forced Contact URI (a worker registering for the front)
     codecs: list[str] = Field(default_factory=lambda: ["G722/16000", "PCMU/8000", "PCMA/8000"], min_length=1)
     user_agent: str = "voice-agent"
     log_level: int = Field(1, ge=0, le=6)  # pjsip's own log level (1 errors .. 5 trace)

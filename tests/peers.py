@@ -89,18 +89,29 @@ a=rtpmap:{pt} {codec}/{8000 if codec == "G722" else rate}
 a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-15
 a=ptime:20"""
-    ack = f"""ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+    # In-dialog requests follow the route set (a record-routing proxy may be in front).
+    ack = f"""ACK [next_url] SIP/2.0
+[routes]
 {_HEADERS.format(peer_tag="[peer_tag_param]")}
 CSeq: 1 ACK
 Content-Length: 0"""
-    bye = f"""BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+    bye = f"""BYE [next_url] SIP/2.0
+[routes]
 {_HEADERS.format(peer_tag="[peer_tag_param]")}
 CSeq: 99 BYE
 Content-Length: 0"""
 
+    # The ACK of a failure answer goes to the request URI (there is no dialog route set).
+    ack_failure = f"""ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+{_HEADERS.format(peer_tag="[peer_tag_param]").split(chr(10), 1)[1]}
+CSeq: 1 ACK
+Content-Length: 0"""
+
     def reinvite(direction: str, cseq: int) -> str:
         sdp = invite.split("\n\n", 1)[1] + f"\na={direction}"
-        head = f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+        head = f"""INVITE [next_url] SIP/2.0
+[routes]
 {_HEADERS.format(peer_tag="[peer_tag_param]")}
 CSeq: {cseq} INVITE
 Content-Type: application/sdp
@@ -125,9 +136,9 @@ Content-Length: 0"""
         '<recv response="180" optional="true"/>',
     ]
     if expect != 200:
-        steps += [f'<recv response="{expect}"/>', f"<send>{_msg(ack)}</send>"]
+        steps += [f'<recv response="{expect}"/>', f"<send>{_msg(ack_failure)}</send>"]
     else:
-        steps += ['<recv response="200" rtd="true"/>', f"<send>{_msg(ack)}</send>"]
+        steps += ['<recv response="200" rtd="true" rrs="true"/>', f"<send>{_msg(ack)}</send>"]
         cseq = 10
         for kind, value in media or []:
             if kind == "reinvite":

@@ -95,13 +95,47 @@ def test_hold_and_resume_reinvites_keep_the_call(agent, tmp_path):
     assert agent.limiter.active == 0
 
 
-def test_six_concurrent_echo_calls_all_succeed(agent, tmp_path):
-    media = [("pcap", "g711a.pcap"), ("pause", 4000)]
-    result = run_sipp(
-        tmp_path, sipp_call_scenario("PCMU", media), agent.cfg.port, calls=6, concurrency=6, rate=20
+def serve(tmp_path: Path, yaml: str, cluster: bool = False) -> tuple[subprocess.Popen[str], list[dict]]:
+    """Start `voice-agent serve` with a config; return it once it (or its front) logged "ready"."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "serve", "--config", str(cfg), "--log-format", "json"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
-    assert result.returncode == 0 and result.successful == 6, result.output[-2000:]
-    assert len(agent.recorder.infos) == 6
+    assert proc.stderr is not None
+    events: list[dict] = []
+    for line in proc.stderr:
+        events.append(json.loads(line) if line.startswith("{") else {"event": line})
+        if events[-1]["event"] == "ready" and (not cluster or "front" in events[-1]):
+            break
+    return proc, events
+
+
+@pytest.mark.models
+def test_six_concurrent_echo_calls_all_succeed_through_the_kamailio_front(tmp_path):
+    """pjsua takes 4 calls per process: max_calls 8 runs 2 workers behind Kamailio."""
+    port = free_port()
+    yaml = f"sip:\n  host: {LOCAL}\n  port: {port}\n  rtp_port: 0\n  max_calls: 8\n"
+    proc, events = serve(tmp_path, yaml, cluster=True)
+    try:
+        assert events[-1].get("front") == "kamailio", events[-5:]
+        media = [("pcap", "g711a.pcap"), ("pause", 3000), ("reinvite", "sendonly"), ("pause", 500)]
+        result = run_sipp(tmp_path, sipp_call_scenario("PCMU", media), port, calls=6, concurrency=6, rate=20)
+        assert result.returncode == 0 and result.successful == 6, result.output[-3000:]
+        unknown = run_sipp(tmp_path / "o", sipp_call_scenario("PCMU", expect=404), port, service="nobody")
+        assert unknown.successful == 1, "a 404 from a worker passes back through the front"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=60)
+    # The workers share the supervisor's stderr: every call was answered by one of them.
+    assert sum('"call answered"' in line for line in rest.splitlines()) == 6
+    assert proc.returncode == 0, rest[-3000:]
+    assert subprocess.run(["pgrep", "-f", "voice-agent-kamailio"], capture_output=True).returncode == 1
 
 
 def test_call_limit_gives_486_and_unknown_user_gets_404(tmp_path):

@@ -54,11 +54,14 @@ def account_config(cfg: SipConfig, addresses: list[str]) -> pj.AccountConfig:
         local = addresses[0].split(":", 1)[1] if addresses else f"{cfg.host}:{cfg.port}"
         host = f"{cfg.public_address}:{local.rsplit(':', 1)[1]}" if cfg.public_address else local
         ac.idUri = f"sip:agent@{host}"
+    if cfg.contact:
+        ac.sipConfig.contactForced = cfg.contact
     mt = ac.mediaConfig.transportConfig
     mt.port = cfg.rtp_port
     mt.portRange = cfg.rtp_port_range
-    if cfg.host not in ("0.0.0.0", "::"):
-        mt.boundAddress = cfg.host
+    media_host = cfg.media_host or cfg.host
+    if media_host not in ("0.0.0.0", "::"):
+        mt.boundAddress = media_host
     if cfg.public_address:
         mt.publicAddress = cfg.public_address
     return ac
