@@ -11,12 +11,47 @@ are atomic in CPython, so neither side takes a lock and `flush` takes effect at 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 
 import numpy as np
 
 from agent.audio.resample import resample
+
+
+class IntervalStats:
+    """Running statistics of the time between ticks of a 20 ms clock (its jitter)."""
+
+    __slots__ = ("_last", "count", "max_s", "total_s", "total_sq")
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self.count = 0  # intervals seen
+        self.total_s = 0.0
+        self.total_sq = 0.0
+        self.max_s = 0.0
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self._last:
+            dt = now - self._last
+            self.count += 1
+            self.total_s += dt
+            self.total_sq += dt * dt
+            self.max_s = max(self.max_s, dt)
+        self._last = now
+
+    @property
+    def mean_s(self) -> float:
+        return self.total_s / self.count if self.count else 0.0
+
+    @property
+    def std_s(self) -> float:
+        if self.count < 2:
+            return 0.0
+        return math.sqrt(max(self.total_sq / self.count - self.mean_s**2, 0.0))
 
 
 class FrameBridge:
@@ -40,6 +75,8 @@ class FrameBridge:
         self.samples_sent = 0
         self.frames_received = 0
         self.frames_requested = 0
+        self.send_clock = IntervalStats()  # transport pulls (its media clock)
+        self.receive_clock = IntervalStats()  # caller frames reaching the loop
 
     # --- media thread side -------------------------------------------------------------
     def push_inbound(self, frame: bytes) -> None:
@@ -55,6 +92,7 @@ class FrameBridge:
     def pull_outbound(self) -> bytes | None:
         """The next agent frame for the wire, or None for silence (any thread)."""
         self.frames_requested += 1
+        self.send_clock.tick()
         try:
             frame = self._outbound.popleft()
         except IndexError:
@@ -76,6 +114,7 @@ class FrameBridge:
             if frame is None:
                 self._inbound.put_nowait(None)  # a second reader ends too
                 return
+            self.receive_clock.tick()
             yield np.frombuffer(frame, dtype=np.int16)
 
     def play(self, pcm: np.ndarray, rate: int) -> None:

@@ -1,0 +1,74 @@
+"""FrameBridge logic without a transport: framing, flush, bounds, clock statistics."""
+
+import asyncio
+import time
+
+import numpy as np
+
+from agent.telephony.media import FrameBridge, IntervalStats
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_play_cuts_pads_and_resamples():
+    async def main():
+        bridge = FrameBridge(asyncio.get_running_loop())
+        bridge.play(np.ones(700, dtype=np.int16), 16000)  # 2 frames + 60 samples -> 3 frames
+        assert bridge.samples_queued == 960
+        frames = [bridge.pull_outbound() for _ in range(4)]
+        assert [len(f) for f in frames[:3]] == [640, 640, 640] and frames[3] is None
+        assert np.frombuffer(frames[2], np.int16)[60:].sum() == 0, "the tail is zero-padded"
+        bridge.play(np.ones(8000, dtype=np.int16), 8000)  # 1 s at 8 kHz -> 50 frames at 16 kHz
+        assert bridge.samples_queued == 16000
+        assert bridge.samples_sent == 960
+
+    run(main())
+
+
+def test_flush_drops_everything_queued_at_once():
+    async def main():
+        bridge = FrameBridge(asyncio.get_running_loop())
+        bridge.play(np.ones(16000, dtype=np.int16), 16000)
+        bridge.pull_outbound()
+        assert bridge.flush() == 16000 - 320
+        assert bridge.pull_outbound() is None and bridge.samples_queued == 0
+
+    run(main())
+
+
+def test_inbound_is_bounded_and_ends_on_close():
+    async def main():
+        bridge = FrameBridge(asyncio.get_running_loop(), max_inbound_frames=5)
+        for i in range(8):
+            bridge.push_inbound(np.full(320, i, dtype=np.int16).tobytes())
+        await asyncio.sleep(0)  # let the thread-safe callbacks run
+        bridge.close()
+        got = [int(f[0]) async for f in bridge.frames()]
+        assert got == [3, 4, 5, 6, 7], "the oldest frames are dropped when the reader lags"
+        assert bridge.inbound_dropped == 3
+        bridge.play(np.ones(320, dtype=np.int16), 16000)
+        assert bridge.samples_queued == 0, "play after the end is ignored"
+
+    run(main())
+
+
+def test_push_from_another_thread():
+    async def main():
+        loop = asyncio.get_running_loop()
+        bridge = FrameBridge(loop)
+        await loop.run_in_executor(None, lambda: [bridge.push_inbound(bytes(640)) for _ in range(3)])
+        await asyncio.sleep(0.01)
+        bridge.close()
+        assert len([f async for f in bridge.frames()]) == 3
+
+    run(main())
+
+
+def test_interval_stats():
+    s = IntervalStats()
+    for _ in range(4):
+        s.tick()
+        time.sleep(0.01)
+    assert s.count == 3 and 0.009 < s.mean_s < 0.05 and s.max_s >= s.mean_s and s.std_s >= 0
