@@ -19,7 +19,7 @@ from agent.audio.g711 import ulaw_decode, ulaw_encode
 from agent.audio.resample import resample
 from agent.config import Config
 from agent.engines.base import CancelToken, EngineError
-from agent.engines.factory import LOADERS, peak_rss_mb, rss_mb
+from agent.engines.factory import LOADERS, load_one, peak_rss_mb
 
 SENTENCE = "Hello, I would like to book a table for two people tonight."
 SYSTEM = "You are a friendly phone receptionist. Answer in one short sentence."
@@ -41,12 +41,9 @@ def run_check(cfg: Config, progress: Callable[[str], None] | None = None) -> dic
     """Load the engines and run the round trip; return a JSON-able report."""
     report: dict[str, Any] = {}
     engines: dict[str, Any] = {}
-    for kind, loader in LOADERS.items():
-        if progress:
-            progress(f"loading {kind} …")
-        before, t0 = rss_mb(), time.perf_counter()
+    for kind in LOADERS:
         try:
-            engines[kind] = loader(cfg, progress)
+            engines[kind], stats = load_one(kind, cfg, progress)
         except EngineError as exc:
             report[kind] = {"loaded": False, "error": str(exc)}
             if progress:
@@ -55,11 +52,9 @@ def run_check(cfg: Config, progress: Callable[[str], None] | None = None) -> dic
         report[kind] = {
             "loaded": True,
             "engine": engines[kind].name,
-            "load_s": round(time.perf_counter() - t0, 3),
-            "rss_mb": round(rss_mb() - before, 1),
+            "load_s": round(stats.seconds, 3),
+            "rss_mb": round(stats.rss_mb, 1),
         }
-        if progress:
-            progress(f"{kind} loaded in {report[kind]['load_s']:.2f} s")
     if len(engines) == len(LOADERS):
         if progress:
             progress("round trip: TTS -> 8 kHz mu-law -> VAD -> STT -> LLM")

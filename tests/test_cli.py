@@ -69,8 +69,11 @@ def test_unknown_model_name_is_explained(tmp_path):
 @pytest.mark.models
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_serve_starts_and_stops_cleanly(sig):
+    from tests.peers import free_port
+
+    sip = f"127.0.0.1:{free_port()}"  # tests bind loopback only
     proc = subprocess.Popen(
-        [str(BIN), "serve", "--log-format", "json"],
+        [str(BIN), "serve", "--sip", sip, "--log-format", "json"],
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
@@ -88,7 +91,9 @@ def test_serve_starts_and_stops_cleanly(sig):
             if events[-1]["event"] == "ready":
                 break
         assert events and events[-1]["event"] == "ready", events
-        assert events[-1]["llm"] == "qwen2.5-coder-0.5b"
+        loaded = next(e for e in events if e["event"] == "engines loaded")
+        assert loaded["llm"] == "qwen2.5-coder-0.5b" and loaded["stt"] == "whisper-tiny.en"
+        assert events[-1]["sip"] == [f"udp:{sip}", f"tcp:{sip}"]
         proc.send_signal(sig)
         _, rest = proc.communicate(timeout=30)
         assert proc.returncode == 0

@@ -168,7 +168,11 @@ def test_calls_over_tcp(agent, tmp_path):
     assert result.successful == 1, result.output[-2000:]
 
 
-def test_register_answers_the_digest_challenge(tmp_path):
+def register_against_sipp(tmp_path: Path, password: str) -> tuple[bool | None, int, str]:
+    """Register to a SIPp registrar that challenges with 401 and checks the digest.
+
+    Returns (agent registered, SIPp exit code, SIPp output).
+    """
     registrar_port = free_port()
     registrar = run_sipp(
         tmp_path,
@@ -184,42 +188,29 @@ def test_register_answers_the_digest_challenge(tmp_path):
         registrar=f"sip:{LOCAL}:{registrar_port}",
         aor=f"sip:agent@{LOCAL}",
         username="agent",
-        password="s3cret",
+        password=password,
         expires_s=300,
+        retry_s=60,
     )
     with AgentThread(sip_config(registration=reg)) as agent:
         out, _ = registrar.communicate(timeout=30)
         deadline = time.monotonic() + 5
         while not agent.endpoint.registered and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert agent.endpoint.registered is True
-    assert registrar.returncode == 0, out[-3000:]
+        registered = agent.endpoint.registered
+    return registered, registrar.returncode, out
+
+
+def test_register_answers_the_digest_challenge(tmp_path):
+    registered, code, out = register_against_sipp(tmp_path, "s3cret")
+    assert registered is True
+    assert code == 0, out[-3000:]
 
 
 def test_wrong_password_is_not_registered(tmp_path):
-    registrar_port = free_port()
-    registrar = run_sipp(
-        tmp_path,
-        (HERE / "sipp/register_uas.xml").read_text(),
-        0,
-        calls=1,
-        background=True,
-        local_port=registrar_port,
-        timeout=20,
-    )
-    time.sleep(0.5)
-    reg = RegistrationConfig(
-        registrar=f"sip:{LOCAL}:{registrar_port}",
-        aor=f"sip:agent@{LOCAL}",
-        username="agent",
-        password="wrong",
-        retry_s=60,
-    )
-    with AgentThread(sip_config(registration=reg)) as agent:
-        registrar.communicate(timeout=30)
-        time.sleep(0.5)
-        assert agent.endpoint.registered is False
-    assert registrar.returncode != 0
+    registered, code, _ = register_against_sipp(tmp_path, "wrong")
+    assert registered is False
+    assert code != 0
 
 
 def test_malformed_datagrams_do_not_stop_the_endpoint(agent, tmp_path):

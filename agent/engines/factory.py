@@ -98,16 +98,22 @@ LOADERS: dict[str, Callable[[Config, Progress | None], object]] = {
 }
 
 
+def load_one(kind: str, cfg: Config, progress: Progress | None = None) -> tuple[object, LoadStats]:
+    """Load one engine ("vad", "stt", "llm" or "tts"), timing it and measuring its memory."""
+    if progress:
+        progress(f"loading {kind} …")
+    before, started = rss_mb(), time.perf_counter()
+    engine = LOADERS[kind](cfg, progress)
+    stats = LoadStats(time.perf_counter() - started, rss_mb() - before)
+    if progress:
+        progress(f"{kind} loaded in {stats.seconds:.2f} s")
+    return engine, stats
+
+
 def load_engines(cfg: Config, progress: Progress | None = None) -> Engines:
     """Load all four engines in order, recording time and memory of each."""
     loaded: dict[str, object] = {}
     stats: dict[str, LoadStats] = {}
-    for kind, loader in LOADERS.items():
-        if progress:
-            progress(f"loading {kind}")
-        before, started = rss_mb(), time.perf_counter()
-        loaded[kind] = loader(cfg, progress)
-        stats[kind] = LoadStats(time.perf_counter() - started, rss_mb() - before)
-        if progress:
-            progress(f"loaded {kind} in {stats[kind].seconds:.2f} s")
+    for kind in LOADERS:
+        loaded[kind], stats[kind] = load_one(kind, cfg, progress)
     return Engines(stats=stats, **loaded)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from agent.telephony.call import CallInfo, Router, run_call
 from agent.telephony.limits import CallLimiter
 from agent.telephony.media import FrameBridge
 from agent.telephony.pjthread import PjsipThread
-from agent.telephony.sipcall import SipCall, SipLeg, uri_user
+from agent.telephony.sipcall import SipCall, SipLeg, guarded, uri_user
 from agent.telephony.sipreg import SipAccount, account_config
 
 log = structlog.get_logger("sip")
@@ -35,6 +35,7 @@ _PJ_LEVELS = {0: "error", 1: "error", 2: "warning", 3: "info"}
 class _LogWriter(pj.LogWriter):
     """pjsip's own log lines into structlog (any pjsip thread)."""
 
+    @guarded
     def write(self, entry: pj.LogEntry) -> None:
         level = _PJ_LEVELS.get(entry.level, "debug")
         getattr(log, level)("pjsip", msg=entry.msg.strip(), thread=entry.threadName)
@@ -164,6 +165,7 @@ class SipEndpoint:
             call = self._calls.pop(self._reap.pop(), None)
             if call is not None:
                 call.port = None
+            del call
 
     def _teardown(self) -> None:
         ep = self._ep
@@ -173,9 +175,8 @@ class SipEndpoint:
         deadline = time.monotonic() + 2.0
         while self._calls and time.monotonic() < deadline:
             self._poll(10)
-        for call in self._calls.values():
-            call.port = None
-        self._calls.clear()
+        while self._calls:  # no loop variable may outlive this: it would keep a Call alive
+            self._calls.popitem()[1].port = None
         if self._account is not None:
             self._account.shutdown()
         self._account = None

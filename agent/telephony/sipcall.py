@@ -7,9 +7,10 @@ alive past `libDestroy()`.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pjsua2 as pj
 import structlog
@@ -22,6 +23,22 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sip")
 _USER = re.compile(r"sips?:([^@;>\s]+)@")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(fn: F) -> F:
+    """For pjsua2 callbacks: an exception escaping into C++ (a SWIG director) aborts the
+    process, so log it and carry on; the call and the process survive."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            log.exception("pjsua2 callback failed", callback=fn.__qualname__)
+            return None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def uri_user(uri: str) -> str:
@@ -41,12 +58,14 @@ class FramePort(pj.AudioMediaPort):
         self._bridge = bridge
         self._silence = pj.ByteVector(bytes(bridge.frame_samples * 2))
 
+    @guarded
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
         if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
             self._bridge.push_inbound(bytes(frame.buf))
         else:  # keep the caller's clock ticking through silence
             self._bridge.push_inbound(bytes(self._bridge.frame_samples * 2))
 
+    @guarded
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
         data = self._bridge.pull_outbound()
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
@@ -77,12 +96,14 @@ class SipCall(pj.Call):
             prm.statusCode = code
         self.hangup(prm)
 
+    @guarded
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         ci = self.getInfo()
         log.debug("call state", call_id=ci.callIdString, state=ci.stateText, code=ci.lastStatusCode)
         if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.endpoint.on_disconnected(self, ci.lastStatusCode, ci.lastReason)
 
+    @guarded
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         if self.leg is None:
             return
@@ -105,6 +126,7 @@ class SipCall(pj.Call):
             si = self.getStreamInfo(mi.index)
             self.endpoint.post(self.leg.set_media, f"{si.codecName}/{si.codecClockRate}", si.remoteRtpAddress)
 
+    @guarded
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         if self.leg is not None:
             self.endpoint.post(self.leg.dtmf.put_nowait, prm.digit)
@@ -126,4 +148,3 @@ class SipLeg(BridgedLeg):
 
     async def _request_hangup(self) -> None:
         await self._endpoint.hangup(self._pj_call_id)
-        await asyncio.sleep(0)

@@ -8,6 +8,7 @@ import pjsua2 as pj
 import structlog
 
 from agent.config import SipConfig
+from agent.telephony.sipcall import guarded
 
 if TYPE_CHECKING:
     from agent.telephony.sip import SipEndpoint
@@ -24,9 +25,11 @@ class SipAccount(pj.Account):
         self.registered = False
         self.last_reg_code = 0
 
+    @guarded
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         self._endpoint.on_incoming(self, prm)
 
+    @guarded
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         info = self.getInfo()
         self.registered = bool(info.regIsActive)
