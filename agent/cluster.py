@@ -11,6 +11,7 @@ then Kamailio.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import math
 import signal
 import sys
@@ -25,6 +26,11 @@ from agent.telephony import kamailio
 from agent.telephony.sipping import sip_ping
 
 log = structlog.get_logger("cluster")
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: get SIGTERM when the supervisor dies, however it dies."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def split_calls(total: int, per_process: int) -> list[int]:
@@ -48,7 +54,7 @@ class Cluster:
 
     async def _spawn(self, port: int, calls: int) -> None:
         self._procs[port] = await asyncio.create_subprocess_exec(
-            *self._worker_cmd(port, calls), stdin=asyncio.subprocess.DEVNULL
+            *self._worker_cmd(port, calls), stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent
         )
         log.info("worker started", port=port, max_calls=calls, pid=self._procs[port].pid)
 
@@ -86,12 +92,16 @@ class Cluster:
             if self._stopping.is_set():
                 return
             runtime = Path(tempfile.mkdtemp(prefix="voice-agent-kamailio-"))
-            front = kamailio.start(kamailio.render_config(self.cfg.sip, self.ports, runtime))
+            front = kamailio.start(kamailio.render_config(self.cfg.sip, self.ports, runtime), die_with_parent)
             watchers = [
                 asyncio.ensure_future(self._watch(p, c)) for p, c in zip(self.ports, self.shares, strict=True)
             ]
             log.info(
-                "ready", sip=f"{self.cfg.sip.host}:{self.cfg.sip.port}", front="kamailio", workers=self.ports
+                "ready",
+                sip=f"{self.cfg.sip.host}:{self.cfg.sip.port}",
+                front="kamailio",
+                front_pid=front.pid,
+                workers=self.ports,
             )
             await self._stopping.wait()
         finally:

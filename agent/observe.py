@@ -32,7 +32,8 @@ def setup_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),  # type: ignore[arg-type]
+        # One write() per line: lines from several processes on one pipe never interleave.
+        logger_factory=structlog.WriteLoggerFactory(file=stream),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (faster-whisper, piper) follow the same level.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import SipConfig
@@ -100,7 +101,7 @@ failure_route[NEXT_WORKER] {{
     return path
 
 
-def start(config: Path) -> subprocess.Popen[bytes]:
+def start(config: Path, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
     """Start Kamailio in the foreground (its children die with it); check the config first."""
     binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
     check = subprocess.run([binary, "-c", "-f", str(config)], capture_output=True, text=True)
@@ -108,5 +109,7 @@ def start(config: Path) -> subprocess.Popen[bytes]:
         raise KamailioError(f"kamailio rejected {config}:\n{check.stderr[-2000:]}")
     pid_file = config.parent / "kamailio.pid"
     return subprocess.Popen(
-        [binary, "-DD", "-E", "-f", str(config), "-P", str(pid_file)], stdin=subprocess.DEVNULL
+        [binary, "-DD", "-E", "-f", str(config), "-P", str(pid_file)],
+        stdin=subprocess.DEVNULL,
+        preexec_fn=preexec_fn,
     )
