@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="run the agent until SIGINT/SIGTERM"))
     serve.add_argument("--sip", metavar="HOST:PORT", help="SIP bind address (overrides sip.host/port)")
+    serve.add_argument("--http", metavar="HOST:PORT", help="HTTP bind address (overrides http.host/port)")
     serve.add_argument("--worker", metavar="PORT:CALLS", help=argparse.SUPPRESS)  # set by the cluster
     check = with_config(sub.add_parser("check", help="load every engine and run one round trip"))
     check.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -49,6 +50,9 @@ def _load(args: argparse.Namespace) -> Config:
     if getattr(args, "sip", None):
         host, port = _host_port(args.sip, "--sip")
         cfg = cfg.model_copy(update={"sip": cfg.sip.model_copy(update={"host": host, "port": port})})
+    if getattr(args, "http", None):
+        host, port = _host_port(args.http, "--http")
+        cfg = cfg.model_copy(update={"http": cfg.http.model_copy(update={"host": host, "port": port})})
     if getattr(args, "worker", None):
         cfg = _as_worker(cfg, args.worker)
     return cfg
@@ -70,7 +74,9 @@ def _as_worker(cfg: Config, spec: str) -> Config:
         "registration": sip.registration if first else None,
         "contact": f"<sip:agent@{front}>" if first and sip.registration else None,
     }
-    return cfg.model_copy(update={"sip": sip.model_copy(update=update)})
+    index = int(port) - (sip.worker_port or sip.port + 1)
+    http = cfg.http.model_copy(update={"port": cfg.http.port + 1 + index if cfg.http.port else 0})
+    return cfg.model_copy(update={"sip": sip.model_copy(update=update), "http": http})
 
 
 def _serve(cfg: Config, args: argparse.Namespace) -> None:
@@ -82,8 +88,9 @@ def _serve(cfg: Config, args: argparse.Namespace) -> None:
             f for f in ("--config", "--log-level", "--log-format") if getattr(args, f[2:].replace("-", "_"))
         ]
         argv = [x for f in passed for x in (f, str(getattr(args, f[2:].replace("-", "_"))))]
-        if args.sip:
-            argv += ["--sip", args.sip]
+        argv += [
+            x for flag in ("sip", "http") if getattr(args, flag) for x in (f"--{flag}", getattr(args, flag))
+        ]
         asyncio.run(Cluster(cfg, argv).run())
         return
     from agent.server import Server

@@ -94,6 +94,12 @@ class SipConfig(_Section):
     registration: RegistrationConfig | None = None
 
 
+class HttpConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"  # health, readiness, metrics (and the WebRTC widget later)
+    port: int = Field(8080, ge=0, le=65535)
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -106,6 +112,7 @@ class Config(_Section):
     llm: LLMConfig = LLMConfig()
     tts: TTSConfig = TTSConfig()
     sip: SipConfig = SipConfig()
+    http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("*", mode="before")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Any
 
 import structlog
 
 from agent.config import Config
 from agent.engines.factory import Engines, load_engines, peak_rss_mb
+from agent.http import HttpServer
+from agent.metrics import Metrics
 from agent.telephony.call import CallHandler, CallInfo
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter
@@ -23,7 +26,13 @@ class Server:
         self.cfg = cfg
         self.engines: Engines | None = None
         self.limiter = CallLimiter(cfg.sip.max_calls)
+        self.metrics = Metrics()
         self.sip = None
+        self.http = (
+            HttpServer(cfg.http.host, cfg.http.port, self.metrics, self.readiness)
+            if cfg.http.enabled
+            else None
+        )
         self._stop = asyncio.Event()
         self._echo = echo_handler(cfg.sip.echo_delay_s)
 
@@ -36,25 +45,54 @@ class Server:
             return self._echo
         return None  # dialplans route the rest (next issue)
 
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready = models loaded, SIP bound (when enabled) and a call slot free."""
+        sip_up = self.sip is not None and bool(self.sip.addresses)
+        details: dict[str, Any] = {
+            "models_loaded": self.engines is not None,
+            "sip": self.sip.addresses if self.sip else None,
+            "calls_active": self.limiter.active,
+            "max_calls": self.limiter.max_calls,
+        }
+        if self.sip is not None and self.sip.registered is not None:
+            details["registered"] = self.sip.registered
+        ready = (
+            self.engines is not None
+            and (sip_up or not self.cfg.sip.enabled)
+            and self.limiter.active < self.limiter.max_calls
+        )
+        return ready, details
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
-        if not await self._load_engines():
-            log.info("stopped while engines were loading")
-            return
-        if self.cfg.sip.enabled:
-            from agent.telephony.sip import SipEndpoint  # pjsua2 is only imported when used
-
-            self.sip = SipEndpoint(self.cfg.sip, self.route, self.limiter)
-            await self.sip.start()
-        log.info("ready", sip=self.sip.addresses if self.sip else [], peak_rss_mb=round(peak_rss_mb()))
+        if self.http is not None:  # first: /healthz answers while the models load
+            await self.http.start()
         try:
+            if not await self._load_engines():
+                log.info("stopped while engines were loading")
+                return
+            if self.cfg.sip.enabled:
+                from agent.telephony.sip import SipEndpoint  # pjsua2 is only imported when used
+
+                self.sip = SipEndpoint(self.cfg.sip, self.route, self.limiter, self.metrics)
+                await self.sip.start()
+            self.metrics.ready.set(1)
+            log.info(
+                "ready",
+                sip=self.sip.addresses if self.sip else [],
+                http=f"{self.http.host}:{self.http.port}" if self.http else None,
+                peak_rss_mb=round(peak_rss_mb()),
+            )
             await self._stop.wait()
         finally:
             log.info("stopping")
+            self.metrics.ready.set(0)
             if self.sip is not None:
                 await self.sip.stop()
+            if self.http is not None:
+                await self.http.stop()
             log.info("stopped")
 
     async def _load_engines(self) -> bool:

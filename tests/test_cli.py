@@ -60,7 +60,7 @@ def test_config_error_exits_2_with_file_and_line(tmp_path):
 
 def test_unknown_model_name_is_explained(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("llm:\n  model: gpt-9\n")
+    cfg.write_text("llm:\n  model: gpt-9\nhttp:\n  port: 0\n")
     proc = run("serve", "--config", str(cfg), timeout=120)
     assert proc.returncode == 2
     assert "gpt-9" in proc.stderr and "qwen2.5-coder-0.5b" in proc.stderr
@@ -73,7 +73,7 @@ def test_serve_starts_and_stops_cleanly(sig):
 
     sip = f"127.0.0.1:{free_port()}"  # tests bind loopback only
     proc = subprocess.Popen(
-        [str(BIN), "serve", "--sip", sip, "--log-format", "json"],
+        [str(BIN), "serve", "--sip", sip, "--http", "127.0.0.1:0", "--log-format", "json"],
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,

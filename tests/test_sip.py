@@ -98,6 +98,8 @@ def test_hold_and_resume_reinvites_keep_the_call(agent, tmp_path):
 def serve(tmp_path: Path, yaml: str, cluster: bool = False) -> tuple[subprocess.Popen[str], list[dict]]:
     """Start `voice-agent serve` with a config; return it once it (or its front) logged "ready"."""
     cfg = tmp_path / "c.yaml"
+    if "http:" not in yaml:
+        yaml += "http:\n  port: 0\n"  # any free port: tests never take 8080
     cfg.write_text(yaml)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(

@@ -112,17 +112,22 @@ class BridgedLeg:
         raise NotImplementedError
 
 
-async def run_call(leg: BridgedLeg, handler: CallHandler) -> None:
-    """Run a call's handler in its own task: log context, errors contained, always hung up."""
+async def run_call(leg: BridgedLeg, handler: CallHandler) -> bool:
+    """Run a call's handler in its own task: log context, errors contained, always hung up.
+
+    Returns False when the handler failed.
+    """
     structlog.contextvars.bind_contextvars(call_id=leg.info.call_id)
     log = structlog.get_logger("call")
     log.info("call started", transport=leg.info.transport, to=leg.info.to_user, caller=leg.info.from_uri)
     try:
         await handler(leg)
+        return True
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("call handler failed; hanging up")
+        return False
     finally:
         if not leg.ended.is_set():
             await leg.hangup()

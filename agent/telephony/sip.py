@@ -16,6 +16,7 @@ import pjsua2 as pj
 import structlog
 
 from agent.config import SipConfig
+from agent.metrics import Metrics
 from agent.telephony.call import CallInfo, Router, run_call
 from agent.telephony.limits import CallLimiter
 from agent.telephony.media import FrameBridge
@@ -44,8 +45,11 @@ class _LogWriter(pj.LogWriter):
 class SipEndpoint:
     """Owns pjsua2: transports, the account, every call; start/stop from asyncio."""
 
-    def __init__(self, cfg: SipConfig, router: Router, limiter: CallLimiter) -> None:
+    def __init__(
+        self, cfg: SipConfig, router: Router, limiter: CallLimiter, metrics: Metrics | None = None
+    ) -> None:
         self.cfg = cfg
+        self.metrics = metrics or Metrics()
         self._router = router
         self._limiter = limiter
         self._thread = PjsipThread()
@@ -102,14 +106,30 @@ class SipEndpoint:
 
     def _on_leg(self, leg: SipLeg, handler: Any) -> None:
         self.legs[leg.info.call_id] = leg
+        self.metrics.calls_active.labels("sip").inc()
         task = asyncio.ensure_future(run_call(leg, handler))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.result() or self._count("failed"))
 
     def _on_leg_ended(self, leg: SipLeg, code: int, reason: str) -> None:
         self.legs.pop(leg.info.call_id, None)
-        log.info("call ended", call_id=leg.info.call_id, code=code, reason=reason)
+        duration = time.time() - leg.info.started_at
+        log.info(
+            "call ended", call_id=leg.info.call_id, code=code, reason=reason, duration_s=round(duration, 2)
+        )
+        m, b = self.metrics, leg.bridge
+        m.calls_active.labels("sip").dec()
+        m.call_duration.labels("sip").observe(duration)
+        m.inbound_frames_dropped.labels("sip").inc(b.inbound_dropped)
+        if b.send_clock.count > 1:
+            m.frame_jitter.labels("send").observe(b.send_clock.std_s)
+        if b.receive_clock.count > 1:
+            m.frame_jitter.labels("receive").observe(b.receive_clock.std_s)
         leg.on_ended()
+
+    def _count(self, result: str) -> None:
+        self.metrics.calls.labels("sip", result).inc()
 
     # --- pjsip thread -----------------------------------------------------------------------
     def _setup(self) -> None:
@@ -202,6 +222,7 @@ class SipEndpoint:
         bound = log.bind(call_id=info.call_id, to=info.to_user, caller=info.from_uri)
         if not self._limiter.try_acquire():
             bound.warning("call rejected: busy", active=self._limiter.active)
+            self._count("rejected_busy")
             call.respond(486)
             return
         call.counted = True
@@ -212,6 +233,7 @@ class SipEndpoint:
             handler = None
         if handler is None:
             bound.warning("call rejected: no route")
+            self._count("rejected_not_found")
             call.respond(404)
             return
         assert self._loop is not None
@@ -220,6 +242,7 @@ class SipEndpoint:
         call.respond(180)
         call.respond(200)
         bound.info("call answered")
+        self._count("answered")
         self.post(self._on_leg, leg, handler)
 
     def on_disconnected(self, call: SipCall, code: int, reason: str) -> None:

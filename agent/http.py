@@ -1,0 +1,53 @@
+"""The agent's HTTP side: health, readiness and Prometheus metrics (WebRTC signaling joins later)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from agent.metrics import Metrics
+
+log = structlog.get_logger("http")
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+class HttpServer:
+    def __init__(self, host: str, port: int, metrics: Metrics, readiness: Readiness) -> None:
+        self.host, self.port = host, port
+        self._metrics = metrics
+        self._readiness = readiness
+        self.app = web.Application(client_max_size=64 * 1024)
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
+        self.app.router.add_get("/metrics", self._metrics_handler)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:  # report the port the OS chose
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info(
+            "http listening",
+            address=f"{self.host}:{self.port}",
+            endpoints=["/healthz", "/readyz", "/metrics"],
+        )
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        ready, details = self._readiness()
+        return web.json_response({"ready": ready, **details}, status=200 if ready else 503)
+
+    async def _metrics_handler(self, _: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": self._metrics.content_type})

@@ -1,0 +1,68 @@
+"""Prometheus metrics of one agent process, in a registry of its own (no hidden globals).
+
+Transports and sessions get this object and record into it; `GET /metrics` renders it.
+prometheus-client metrics are thread-safe, so the pjsip thread may record directly.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CALL_RESULTS = ("answered", "rejected_busy", "rejected_not_found", "failed", "transferred")
+# The intervals of a turn's timing record (filled by the call session).
+TURN_INTERVALS = ("end_of_turn", "stt", "llm_first_token", "tts_first_chunk", "voice_to_voice")
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.calls_active = Gauge("voice_agent_calls_active", "Calls in progress.", ["transport"], registry=r)
+        self.calls = Counter(
+            "voice_agent_calls", "Calls by how they were handled.", ["transport", "result"], registry=r
+        )
+        self.call_duration = Histogram(
+            "voice_agent_call_duration_seconds",
+            "Duration of answered calls.",
+            ["transport"],
+            registry=r,
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+        )
+        self.turn_interval = Histogram(
+            "voice_agent_turn_interval_seconds",
+            "Intervals of each turn's timing record.",
+            ["interval"],
+            registry=r,
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+        )
+        self.barge_ins = Counter("voice_agent_barge_ins", "Caller interruptions of agent speech.", registry=r)
+        self.engine_errors = Counter(
+            "voice_agent_engine_errors", "Engine failures and timeouts.", ["engine", "kind"], registry=r
+        )
+        self.engine_queue = Gauge(
+            "voice_agent_engine_queue_depth", "Jobs waiting or running per engine.", ["engine"], registry=r
+        )
+        self.inbound_frames_dropped = Counter(
+            "voice_agent_inbound_frames_dropped",
+            "Caller frames dropped because the call lagged.",
+            ["transport"],
+            registry=r,
+        )
+        self.frame_jitter = Histogram(
+            "voice_agent_frame_jitter_seconds",
+            "Per call: std. deviation of the 20 ms frame clock.",
+            ["direction"],
+            registry=r,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
+        )
+        self.ready = Gauge("voice_agent_ready", "1 when models are loaded and transports are up.", registry=r)
+        for result in CALL_RESULTS:  # every series exists from the start, at 0
+            self.calls.labels("sip", result)
+        for interval in TURN_INTERVALS:
+            self.turn_interval.labels(interval)
+        self.calls_active.labels("sip").set(0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
