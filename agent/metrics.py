@@ -6,6 +6,8 @@ prometheus-client metrics are thread-safe, so the pjsip thread may record direct
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -57,12 +59,37 @@ class Metrics:
             registry=r,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
         )
+        self.rtp_packets = Counter(
+            "voice_agent_rtp_packets", "RTP packets per call stream, by direction.", ["direction"], registry=r
+        )
+        self.rtp_lost = Counter(
+            "voice_agent_rtp_packets_lost", "RTP packets lost (received direction).", registry=r
+        )
+        self.rtp_jitter = Histogram(
+            "voice_agent_rtp_jitter_seconds",
+            "Per call: mean RTP interarrival jitter (RFC 3550).",
+            registry=r,
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+        )
+        self.jitter_buffer_delay = Histogram(
+            "voice_agent_jitter_buffer_delay_seconds",
+            "Per call: mean jitter-buffer delay.",
+            registry=r,
+            buckets=(0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3),
+        )
+        self.jitter_buffer_discarded = Counter(
+            "voice_agent_jitter_buffer_discarded_frames", "Frames the jitter buffer discarded.", registry=r
+        )
         self.ready = Gauge("voice_agent_ready", "1 when models are loaded and transports are up.", registry=r)
         for result in CALL_RESULTS:  # every series exists from the start, at 0
             self.calls.labels("sip", result)
         for interval in TURN_INTERVALS:
             self.turn_interval.labels(interval)
         self.calls_active.labels("sip").set(0)
+
+    def watch_queue(self, engine: str, depth: Callable[[], float]) -> None:
+        """Export an engine worker's queue depth, read at scrape time."""
+        self.engine_queue.labels(engine).set_function(depth)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -71,6 +71,11 @@ def test_metrics_health_and_call_logs_after_a_real_call(tmp_path):
     assert 2 < m[("voice_agent_call_duration_seconds_sum", sip)] < 30
     assert m[("voice_agent_frame_jitter_seconds_count", (("direction", "send"),))] == 1
     assert m[("voice_agent_ready", ())] == 1
+    # pjsua's own RTP statistics, read as the stream closed: about 2 s of call, 50 packets/s.
+    assert m[("voice_agent_rtp_packets_total", (("direction", "received"),))] > 50
+    assert m[("voice_agent_rtp_packets_total", (("direction", "sent"),))] > 50
+    assert m[("voice_agent_rtp_jitter_seconds_count", ())] == 1
+    assert m[("voice_agent_rtp_packets_lost_total", ())] == 0
     assert ("voice_agent_turn_interval_seconds_count", (("interval", "voice_to_voice"),)) in m
 
     # Every log line of the answered call carries its call_id, from answer to hang-up.

@@ -127,6 +127,24 @@ class SipCall(pj.Call):
             self.endpoint.post(self.leg.set_media, f"{si.codecName}/{si.codecClockRate}", si.remoteRtpAddress)
 
     @guarded
+    def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
+        # The last moment pjsua's RTP and jitter-buffer statistics of this stream can be read.
+        stat = self.getStreamStat(prm.streamIdx)
+        rx, tx, jb = stat.rtcp.rxStat, stat.rtcp.txStat, stat.jbuf
+        m = self.endpoint.metrics
+        m.rtp_packets.labels("received").inc(rx.pkt)
+        m.rtp_packets.labels("sent").inc(tx.pkt)
+        m.rtp_lost.inc(rx.loss)
+        if rx.jitterUsec.n:
+            m.rtp_jitter.observe(rx.jitterUsec.mean / 1e6)
+        if jb.avgDelayMsec:
+            m.jitter_buffer_delay.observe(jb.avgDelayMsec / 1e3)
+        m.jitter_buffer_discarded.inc(jb.discard)
+        log.info("rtp stats", call_id=self.leg.info.call_id if self.leg else "", rx_packets=rx.pkt,
+                 rx_lost=rx.loss, tx_packets=tx.pkt, jitter_ms=round(rx.jitterUsec.mean / 1e3, 2),
+                 jb_delay_ms=jb.avgDelayMsec, jb_discarded=jb.discard)  # fmt: skip
+
+    @guarded
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         if self.leg is not None:
             self.endpoint.post(self.leg.dtmf.put_nowait, prm.digit)
