@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from agent.config import SipConfig  # noqa: E402
 from agent.observe import setup_logging  # noqa: E402
 from agent.telephony.sipping import sip_ping  # noqa: E402
-from tests.peers import AgentThread, run_sipp, sipp_call_scenario  # noqa: E402
+from tests.peers import AgentThread, run_sipp, sipp_call_scenario, wait_until  # noqa: E402
 
 
 def main(torture_dir: Path) -> int:
@@ -55,6 +55,7 @@ def main(torture_dir: Path) -> int:
         alive = asyncio.run(sip_ping("127.0.0.1", port, 2.0))
         work = Path(tempfile.mkdtemp(prefix="torture-"))
         call = run_sipp(work, sipp_call_scenario("PCMU", [("pcap", "g711a.pcap"), ("pause", 1000)]), port)
+        wait_until(lambda: agent.limiter.active == 0)
         active = agent.limiter.active
     summary = {"messages": len(sent), "answers_options": alive, "call_after": call.successful,
                "leaked_call_slots": active, "sent": sent}  # fmt: skip

@@ -12,7 +12,8 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,16 @@ from agent.telephony.limits import CallLimiter
 
 LOCAL = "127.0.0.1"
 SIPP_PCAPS = Path("/usr/share/sip-tester")
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    """Poll a condition (e.g. a slot freed once pjsua processed the BYE); True if it held."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def free_port() -> int:

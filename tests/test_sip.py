@@ -26,6 +26,7 @@ from tests.peers import (
     free_port,
     run_sipp,
     sipp_call_scenario,
+    wait_until,
 )
 
 pytestmark = pytest.mark.sip
@@ -51,7 +52,7 @@ def test_sipp_uac_pcap_call_is_answered_with_rtp_both_ways(agent, tmp_path):
     assert rec.samples_sent > 16000 * 3, "echoed audio must go back out"
     assert rec.infos[0].to_user == "echo" and rec.infos[0].remote_addr.startswith(LOCAL)
     assert rec.codecs == ["PCMA/8000"]
-    assert agent.limiter.active == 0 and not agent.endpoint.legs
+    assert wait_until(lambda: agent.limiter.active == 0 and not agent.endpoint.legs)
 
 
 @pytest.mark.parametrize(("codec", "rate"), [("PCMU", 8000), ("G722", 16000)])
@@ -92,7 +93,7 @@ def test_hold_and_resume_reinvites_keep_the_call(agent, tmp_path):
     ]
     result = run_sipp(tmp_path, sipp_call_scenario("PCMA", media), agent.cfg.port)
     assert result.successful == 1, result.output[-3000:]
-    assert agent.limiter.active == 0
+    assert wait_until(lambda: agent.limiter.active == 0), "the call slot must be freed"
 
 
 def serve(tmp_path: Path, yaml: str, cluster: bool = False) -> tuple[subprocess.Popen[str], list[dict]]:
