@@ -68,7 +68,9 @@ def test_baresip_hears_its_own_audio_from_the_echo_target(agent, tmp_path, speec
     delays = [d for d, _ in windows]
     corrs = [c for _, c in windows]
     assert all(0.45 < d < 0.7 for d in delays), f"echo delays {delays}"
-    assert np.median(corrs) > 0.9, f"the echo must be the caller's audio: correlations {corrs}"
+    # Exact copies somewhere (> 0.98), and mostly close: a window in which a jitter buffer
+    # dropped or repeated a frame correlates less, and a loaded machine adapts more often.
+    assert max(corrs) > 0.98 and np.median(corrs) > 0.8, f"the echo must be the caller's audio: {corrs}"
     assert agent.recorder.codecs == [f"{codec}/{8000 if codec == 'PCMU' else 16000}"]
 
 

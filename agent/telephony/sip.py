@@ -21,7 +21,7 @@ from agent.telephony.call import CallInfo, Router, run_call
 from agent.telephony.limits import CallLimiter
 from agent.telephony.media import FrameBridge
 from agent.telephony.pjthread import PjsipThread
-from agent.telephony.sipcall import SipCall, SipLeg, guarded, uri_user
+from agent.telephony.sipcall import FramePort, SipCall, SipLeg, guarded, uri_user
 from agent.telephony.sipreg import SipAccount, account_config
 
 log = structlog.get_logger("sip")
@@ -60,6 +60,8 @@ class SipEndpoint:
         self._account: SipAccount | None = None
         self._calls: dict[int, SipCall] = {}
         self._reap: list[int] = []
+        self._ports: list[FramePort] = []  # every port ever made (see FramePort)
+        self._free_ports: list[FramePort] = []
         # loop-side state
         self.legs: dict[str, SipLeg] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -183,9 +185,23 @@ class SipEndpoint:
         self._ep.libHandleEvents(ms)
         while self._reap:  # outside pjsua2 callbacks: safe to drop the Python objects
             call = self._calls.pop(self._reap.pop(), None)
-            if call is not None:
+            if call is not None and call.port is not None:
+                self._release_port(call.port)
                 call.port = None
             del call
+
+    def acquire_port(self, bridge: FrameBridge) -> FramePort:
+        """A bridge port for a call: a free one from the pool, or a new one."""
+        port = self._free_ports.pop() if self._free_ports else None
+        if port is None:
+            port = FramePort(16000, f"agent-port-{len(self._ports)}")
+            self._ports.append(port)
+        port.bridge = bridge
+        return port
+
+    def _release_port(self, port: FramePort) -> None:
+        port.bridge = None  # its call's media left the bridge with the call
+        self._free_ports.append(port)
 
     def _teardown(self) -> None:
         ep = self._ep
@@ -197,6 +213,14 @@ class SipEndpoint:
             self._poll(10)
         while self._calls:  # no loop variable may outlive this: it would keep a Call alive
             self._calls.popitem()[1].port = None
+        # Ports are handed to C++ instead of deleted (see FramePort): they, and the Python
+        # objects they call, stay until the process exits, so the bridge never calls freed memory.
+        while self._ports:
+            port = self._ports.pop()
+            port.bridge = None
+            port.__disown__()
+            del port
+        self._free_ports.clear()
         if self._account is not None:
             self._account.shutdown()
         self._account = None

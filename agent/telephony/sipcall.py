@@ -48,29 +48,40 @@ def uri_user(uri: str) -> str:
 
 
 class FramePort(pj.AudioMediaPort):
-    """A conference-bridge port whose frames go to / come from a FrameBridge.
+    """A conference-bridge port whose frames go to / come from the FrameBridge bound to it.
 
-    Its callbacks run on pjsip's media clock thread: they only copy bytes.
+    Its callbacks run on pjsip's media clock thread: they only copy bytes. Ports are pooled by
+    the endpoint and never destroyed while pjsua runs: since pjproject 2.14 the bridge removes
+    a port on its clock thread *after* the removal request, so a deleted Python port could
+    still be called once more (a use-after-free that corrupted the heap in our tests).
     """
 
-    def __init__(self, bridge: FrameBridge) -> None:
+    def __init__(self, rate: int, name: str) -> None:
         super().__init__()
-        self._bridge = bridge
-        self._silence = pj.ByteVector(bytes(bridge.frame_samples * 2))
+        self.bridge: FrameBridge | None = None
+        self._frame_bytes = rate // 50 * 2
+        self._silence = pj.ByteVector(bytes(self._frame_bytes))
+        fmt = pj.MediaFormatAudio()
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, rate, 1, 20000, 16)
+        self.createPort(name, fmt)
 
     @guarded
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
+        bridge = self.bridge  # one read: the pjsip thread may unbind it meanwhile
+        if bridge is None:
+            return
         if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
-            self._bridge.push_inbound(bytes(frame.buf))
+            bridge.push_inbound(bytes(frame.buf))
         else:  # keep the caller's clock ticking through silence
-            self._bridge.push_inbound(bytes(self._bridge.frame_samples * 2))
+            bridge.push_inbound(bytes(self._frame_bytes))
 
     @guarded
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
-        data = self._bridge.pull_outbound()
+        bridge = self.bridge
+        data = bridge.pull_outbound() if bridge is not None else None
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
         frame.buf = self._silence if data is None else pj.ByteVector(data)
-        frame.size = self._bridge.frame_samples * 2
+        frame.size = self._frame_bytes
 
 
 class SipCall(pj.Call):
@@ -116,10 +127,7 @@ class SipCall(pj.Call):
                 continue
             media = self.getAudioMedia(mi.index)
             if self.port is None:
-                self.port = FramePort(self.leg.bridge)
-                fmt = pj.MediaFormatAudio()
-                fmt.init(pj.PJMEDIA_FORMAT_PCM, self.leg.bridge.rate, 1, 20000, 16)
-                self.port.createPort(f"call-{ci.id}", fmt)
+                self.port = self.endpoint.acquire_port(self.leg.bridge)
             # Re-INVITEs may bring a new media object: (re)connect both directions.
             media.startTransmit(self.port)
             self.port.startTransmit(media)
