@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         from agent.engines.modelcli import main as models_main
 
         return models_main(cfg, all_models=args.all, list_only=args.list)
-    except (ConfigError, EngineError) as exc:
+    except (ConfigError, EngineError, RuntimeError) as exc:  # SipError, KamailioError are RuntimeErrors
         print(f"voice-agent: {exc}", file=sys.stderr)
         return 2
 

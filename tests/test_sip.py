@@ -229,6 +229,26 @@ def test_wrong_password_is_not_registered(tmp_path):
     assert code != 0
 
 
+def test_a_taken_port_is_a_clear_error(tmp_path):
+    with AgentThread(sip_config()) as agent:  # holds the port
+        yaml = (
+            f"sip:\n  host: {LOCAL}\n  port: {agent.cfg.port}\n  transports: [udp]\nhttp:\n  enabled: false\n"
+        )
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(yaml)
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "serve", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdin=subprocess.DEVNULL,
+        )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"SIP endpoint on {LOCAL}:{agent.cfg.port} failed to start" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_malformed_datagrams_do_not_stop_the_endpoint(agent, tmp_path):
     port = agent.cfg.port
     junk = [

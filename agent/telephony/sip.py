@@ -26,11 +26,16 @@ from agent.telephony.sipreg import SipAccount, account_config
 
 log = structlog.get_logger("sip")
 
-# pjsua2-python is compiled with PJSUA_MAX_CALLS = 32; we keep slots to reject with 486 ourselves.
-PJSUA_MAX_CALLS = 32
+# pjsua2-python is compiled with PJSUA_MAX_CALLS = 4 (a larger maxCalls is clamped): pjsua itself
+# answers 486 to a fifth concurrent call, before our limiter sees it. See agent/cluster.py.
+PJSUA_MAX_CALLS = 4
 
 
 _PJ_LEVELS = {0: "error", 1: "error", 2: "warning", 3: "info"}
+
+
+class SipError(RuntimeError):
+    """The SIP endpoint could not start (e.g. its port is taken)."""
 
 
 class _LogWriter(pj.LogWriter):
@@ -135,13 +140,21 @@ class SipEndpoint:
 
     # --- pjsip thread -----------------------------------------------------------------------
     def _setup(self) -> None:
+        try:
+            self._start_pjsua()
+        except pj.Error as exc:
+            where = f"{self.cfg.host}:{self.cfg.port}"
+            self._teardown()
+            raise SipError(f"SIP endpoint on {where} failed to start: {exc.info(True).strip()}") from None
+
+    def _start_pjsua(self) -> None:
         cfg = self.cfg
         ep = self._ep = pj.Endpoint()
         ep.libCreate()
         ec = pj.EpConfig()
         ec.uaConfig.threadCnt = 0  # we poll: every callback runs on this thread
         ec.uaConfig.mainThreadOnly = False
-        ec.uaConfig.maxCalls = min(cfg.max_calls + 4, PJSUA_MAX_CALLS)
+        ec.uaConfig.maxCalls = PJSUA_MAX_CALLS
         ec.uaConfig.userAgent = cfg.user_agent
         self._writer = _LogWriter()
         ec.logConfig.writer = self._writer
