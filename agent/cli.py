@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent.config import Config, load_config
 from agent.engines.base import EngineError
+from agent.errors import StartupError
 from agent.observe import setup_logging
 from agent.yamlconf import ConfigError
 
@@ -62,7 +63,8 @@ def _as_worker(cfg: Config, spec: str) -> Config:
     """A cluster worker: SIP on 127.0.0.1:PORT behind the Kamailio front, RTP where it was."""
     port, _, calls = spec.partition(":")
     sip = cfg.sip
-    first = (sip.worker_port or sip.port + 1) == int(port)
+    index = int(port) - (sip.worker_port or sip.port + 1)
+    first = index == 0
     front = f"{sip.public_address or sip.host}:{sip.port}"
     update = {
         "host": "127.0.0.1",
@@ -74,7 +76,6 @@ def _as_worker(cfg: Config, spec: str) -> Config:
         "registration": sip.registration if first else None,
         "contact": f"<sip:agent@{front}>" if first and sip.registration else None,
     }
-    index = int(port) - (sip.worker_port or sip.port + 1)
     http = cfg.http.model_copy(update={"port": cfg.http.port + 1 + index if cfg.http.port else 0})
     return cfg.model_copy(update={"sip": sip.model_copy(update=update), "http": http})
 
@@ -84,13 +85,14 @@ def _serve(cfg: Config, args: argparse.Namespace) -> None:
     if sip.enabled and not args.worker and sip.max_calls > sip.calls_per_process:
         from agent.cluster import Cluster
 
-        passed = [
-            f for f in ("--config", "--log-level", "--log-format") if getattr(args, f[2:].replace("-", "_"))
-        ]
-        argv = [x for f in passed for x in (f, str(getattr(args, f[2:].replace("-", "_"))))]
-        argv += [
-            x for flag in ("sip", "http") if getattr(args, flag) for x in (f"--{flag}", getattr(args, flag))
-        ]
+        forwarded = {
+            "--config": args.config,
+            "--log-level": args.log_level,
+            "--log-format": args.log_format,
+            "--sip": args.sip,
+            "--http": args.http,
+        }
+        argv = [x for flag, value in forwarded.items() if value for x in (flag, str(value))]
         asyncio.run(Cluster(cfg, argv).run())
         return
     from agent.server import Server
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         from agent.engines.modelcli import main as models_main
 
         return models_main(cfg, all_models=args.all, list_only=args.list)
-    except (ConfigError, EngineError, RuntimeError) as exc:  # SipError, KamailioError are RuntimeErrors
+    except (ConfigError, EngineError, StartupError) as exc:
         print(f"voice-agent: {exc}", file=sys.stderr)
         return 2
 

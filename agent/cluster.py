@@ -22,6 +22,7 @@ from pathlib import Path
 import structlog
 
 from agent.config import Config
+from agent.errors import StartupError
 from agent.telephony import kamailio
 from agent.telephony.sipping import sip_ping
 
@@ -71,12 +72,12 @@ class Cluster:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not self._stopping.is_set():
             if self._procs[port].returncode is not None:
-                raise RuntimeError(f"agent worker on port {port} exited with {self._procs[port].returncode}")
+                raise StartupError(f"agent worker on port {port} exited with {self._procs[port].returncode}")
             if await sip_ping("127.0.0.1", port, 0.5):
                 return
             await asyncio.sleep(0.5)
         if not self._stopping.is_set():
-            raise RuntimeError(f"agent worker on port {port} did not answer SIP OPTIONS in {timeout_s:.0f} s")
+            raise StartupError(f"agent worker on port {port} did not answer SIP OPTIONS in {timeout_s:.0f} s")
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -16,13 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import SipConfig
+from agent.errors import StartupError
 
 MODULES = ("kex", "corex", "tm", "tmx", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "xlog",
            "sanity", "dispatcher")  # fmt: skip
 
 
-class KamailioError(RuntimeError):
-    pass
+class KamailioError(StartupError):
+    """Kamailio is missing or rejected the generated configuration."""
 
 
 def module_dir() -> str:

@@ -16,6 +16,7 @@ import pjsua2 as pj
 import structlog
 
 from agent.config import SipConfig
+from agent.errors import StartupError
 from agent.metrics import Metrics
 from agent.telephony.call import CallInfo, Router, run_call
 from agent.telephony.limits import CallLimiter
@@ -34,7 +35,7 @@ PJSUA_MAX_CALLS = 4
 _PJ_LEVELS = {0: "error", 1: "error", 2: "warning", 3: "info"}
 
 
-class SipError(RuntimeError):
+class SipError(StartupError):
     """The SIP endpoint could not start (e.g. its port is taken)."""
 
 
