@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import math
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +43,8 @@ def split_calls(total: int, per_process: int) -> list[int]:
 
 
 class Cluster:
+    """Supervises the agent workers and their Kamailio front; restarts whichever dies."""
+
     def __init__(self, cfg: Config, argv: list[str]) -> None:
         self.cfg = cfg
         self._argv = argv  # --config/--log-* flags, passed on to the workers
@@ -48,6 +52,7 @@ class Cluster:
         first = cfg.sip.worker_port or cfg.sip.port + 1
         self.ports = [first + i for i in range(len(self.shares))]
         self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._front: subprocess.Popen[bytes] | None = None
         self._stopping = asyncio.Event()
 
     def _worker_cmd(self, port: int, calls: int) -> list[str]:
@@ -68,6 +73,16 @@ class Cluster:
             await asyncio.sleep(1.0)
             await self._spawn(port, calls)
 
+    async def _watch_front(self, config: Path) -> None:
+        while not self._stopping.is_set():
+            assert self._front is not None
+            code = await asyncio.to_thread(self._front.wait)
+            if self._stopping.is_set():
+                return
+            log.error("kamailio died; restarting", exit_code=code)
+            await asyncio.sleep(1.0)
+            self._front = kamailio.start(config, die_with_parent)
+
     async def _wait_ready(self, port: int, timeout_s: float = 300) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not self._stopping.is_set():
@@ -84,24 +99,25 @@ class Cluster:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
         log.info("cluster", workers=len(self.shares), calls=self.shares, ports=self.ports)
-        front = None
         watchers = []
+        runtime = Path(tempfile.mkdtemp(prefix="voice-agent-kamailio-"))
         try:
             for port, calls in zip(self.ports, self.shares, strict=True):
                 await self._spawn(port, calls)
             await asyncio.gather(*(self._wait_ready(p) for p in self.ports))
             if self._stopping.is_set():
                 return
-            runtime = Path(tempfile.mkdtemp(prefix="voice-agent-kamailio-"))
-            front = kamailio.start(kamailio.render_config(self.cfg.sip, self.ports, runtime), die_with_parent)
+            config = kamailio.render_config(self.cfg.sip, self.ports, runtime)
+            self._front = kamailio.start(config, die_with_parent)
             watchers = [
                 asyncio.ensure_future(self._watch(p, c)) for p, c in zip(self.ports, self.shares, strict=True)
             ]
+            watchers.append(asyncio.ensure_future(self._watch_front(config)))
             log.info(
                 "ready",
                 sip=f"{self.cfg.sip.host}:{self.cfg.sip.port}",
                 front="kamailio",
-                front_pid=front.pid,
+                front_pid=self._front.pid,
                 workers=self.ports,
             )
             await self._stopping.wait()
@@ -114,9 +130,10 @@ class Cluster:
             await asyncio.gather(*(_wait(p, 30) for p in self._procs.values()))
             for w in watchers:
                 w.cancel()
-            if front is not None:
-                front.terminate()
-                await asyncio.to_thread(front.wait, 10)
+            if self._front is not None:
+                self._front.terminate()
+                await asyncio.to_thread(self._front.wait, 10)
+            shutil.rmtree(runtime, ignore_errors=True)
             log.info("stopped")
 
 
