@@ -73,8 +73,6 @@ class FrameBridge:
         self._closed = False
         self.inbound_dropped = 0  # frames lost because the consumer was too slow
         self.samples_sent = 0
-        self.frames_received = 0
-        self.frames_requested = 0
         self.send_clock = IntervalStats()  # transport pulls (its media clock)
         self.receive_clock = IntervalStats()  # caller frames reaching the loop
 
@@ -83,7 +81,6 @@ class FrameBridge:
         """A caller frame arrived (any thread). Never blocks."""
         if self._closed:
             return
-        self.frames_received += 1
         try:
             self._loop.call_soon_threadsafe(self._deliver, frame)
         except RuntimeError:  # loop already closed during shutdown
@@ -91,7 +88,6 @@ class FrameBridge:
 
     def pull_outbound(self) -> bytes | None:
         """The next agent frame for the wire, or None for silence (any thread)."""
-        self.frames_requested += 1
         self.send_clock.tick()
         try:
             frame = self._outbound.popleft()

@@ -58,9 +58,6 @@ class PjsipThread:
         """Await fn run on the pjsip thread."""
         return await asyncio.wrap_future(self.submit(fn))
 
-    def is_current(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to tear down and exit; wait for it."""
         self._stopping.set()
