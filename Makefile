@@ -55,6 +55,7 @@ check: setup
 
 bench: setup
 	$(BIN)/python benchmarks/engines.py
+	$(BIN)/python benchmarks/turns.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -89,8 +89,6 @@ class SipConfig(_Section):
     codecs: list[str] = Field(default_factory=lambda: ["G722/16000", "PCMU/8000", "PCMA/8000"], min_length=1)
     user_agent: str = "voice-agent"
     log_level: int = Field(1, ge=0, le=6)  # pjsip's own log level (1 errors .. 5 trace)
-    echo_user: str = "echo"  # calls to this user hear themselves (media test)
-    echo_delay_s: float = Field(0.5, ge=0, le=5)
     registration: RegistrationConfig | None = None
 
 
@@ -98,6 +96,15 @@ class HttpConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"  # health, readiness, metrics (and the WebRTC widget later)
     port: int = Field(8080, ge=0, le=65535)
+
+
+class DialplansConfig(_Section):
+    dir: Path = Path("dialplans")  # one YAML per dialplan; relative to the working directory
+
+    @field_validator("dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
 
 
 class LogConfig(_Section):
@@ -113,6 +120,7 @@ class Config(_Section):
     tts: TTSConfig = TTSConfig()
     sip: SipConfig = SipConfig()
     http: HttpConfig = HttpConfig()
+    dialplans: DialplansConfig = DialplansConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("*", mode="before")

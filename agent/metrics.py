@@ -13,7 +13,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CALL_RESULTS = ("answered", "rejected_busy", "rejected_not_found", "failed", "transferred")
 # The intervals of a turn's timing record (filled by the call session).
-TURN_INTERVALS = ("end_of_turn", "stt", "llm_first_token", "tts_first_chunk", "voice_to_voice")
+TURN_INTERVALS = (
+    "end_of_turn",
+    "stt",
+    "llm_first_token",
+    "tts_first_chunk",
+    "voice_to_voice",
+    "barge_in_stop",
+)
 
 
 class Metrics:

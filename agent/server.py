@@ -9,10 +9,13 @@ from typing import Any
 import structlog
 
 from agent.config import Config
-from agent.engines.factory import Engines, load_engines, peak_rss_mb
+from agent.dialog.dialplan import Dialplan, load_dialplans
+from agent.dialog.services import Services
+from agent.dialog.session import CallSession, run_session
+from agent.engines.factory import Engines, load_engines, load_tts, peak_rss_mb
 from agent.http import HttpServer
 from agent.metrics import Metrics
-from agent.telephony.call import CallHandler, CallInfo
+from agent.telephony.call import CallHandler, CallInfo, CallLeg
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter
 
@@ -24,7 +27,9 @@ class Server:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.dialplans = load_dialplans(cfg.dialplans.dir)  # a bad dialplan stops start-up here
         self.engines: Engines | None = None
+        self.services: Services | None = None
         self.limiter = CallLimiter(cfg.sip.max_calls)
         self.metrics = Metrics()
         self.sip = None
@@ -34,16 +39,27 @@ class Server:
             else None
         )
         self._stop = asyncio.Event()
-        self._echo = echo_handler(cfg.sip.echo_delay_s)
 
     def stop(self) -> None:
         self._stop.set()
 
     def route(self, info: CallInfo) -> CallHandler | None:
-        """Which handler answers a call to this user; None rejects it with 404."""
-        if info.to_user == self.cfg.sip.echo_user:
-            return self._echo
-        return None  # dialplans route the rest (next issue)
+        """Which handler answers a call to this user (its dialplan); None rejects it with 404."""
+        plan = self.dialplans.for_user(info.to_user)
+        if plan is None:
+            return None
+        if plan.kind == "echo":
+            return echo_handler(plan.echo_delay_s)
+
+        async def converse(leg: CallLeg) -> None:
+            await self._converse(plan, leg)
+
+        return converse
+
+    async def _converse(self, plan: Dialplan, leg: CallLeg) -> None:
+        assert self.services is not None  # SIP starts only once the engines are loaded
+        structlog.contextvars.bind_contextvars(dialplan=plan.name)
+        await run_session(CallSession(leg, plan, self.services, metrics=self.metrics))
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready = models loaded, SIP bound (when enabled) and a call slot free."""
@@ -88,6 +104,8 @@ class Server:
             await self._stop.wait()
         finally:
             log.info("stopping")
+            if self.services is not None:
+                self.services.close()
             self.metrics.ready.set(0)
             if self.sip is not None:
                 await self.sip.stop()
@@ -106,5 +124,26 @@ class Server:
         stop_wait.cancel()
         self.engines = loading.result()  # raises an engine's load error here
         e = self.engines
-        log.info("engines loaded", vad=e.vad.name, stt=e.stt.name, llm=e.llm.name, tts=e.tts.name)
+        voices = {self.cfg.tts.voice: e.tts}
+        for voice in sorted(self.dialplans.voices - voices.keys()):  # voices the dialplans ask for
+            cfg = self.cfg.model_copy(update={"tts": self.cfg.tts.model_copy(update={"voice": voice})})
+            voices[voice] = await asyncio.to_thread(load_tts, cfg)
+        self.services = Services(
+            e.vad,
+            e.stt,
+            e.llm,
+            voices,
+            self.cfg.tts.voice,
+            llm_timeout_s=self.cfg.llm.timeout_s,
+            metrics=self.metrics,
+        )
+        await self.services.warm()
+        log.info(
+            "engines loaded",
+            vad=e.vad.name,
+            stt=e.stt.name,
+            llm=e.llm.name,
+            voices=sorted(voices),
+            dialplans=[p.name for p in self.dialplans.plans],
+        )
         return True

@@ -21,6 +21,8 @@ import numpy as np
 
 from agent.audio.wav import read_wav
 from agent.config import SipConfig
+from agent.dialog.dialplan import Dialplan
+from agent.dialog.services import Services
 from agent.telephony.call import CallHandler, CallInfo, CallLeg
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter
@@ -368,7 +370,7 @@ class AgentThread:
         self.cfg = cfg
         self.recorder = Recorder()
         self.limiter = CallLimiter(cfg.max_calls)
-        self._handler = handler or self._recording(echo_handler(cfg.echo_delay_s))
+        self._handler = handler or self._recording(echo_handler(0.5))
         self.loop = asyncio.new_event_loop()
         self.endpoint = SipEndpoint(cfg, self._route, self.limiter)
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -422,3 +424,22 @@ class _CountingLeg:
             if np.abs(frame).max() > 500:
                 self._rec.loud_frames_in += 1
             yield frame
+
+
+class SessionAgent(AgentThread):
+    """Our SIP endpoint answering every call with a CallSession on the given engines."""
+
+    def __init__(self, plan: Dialplan, services: Services) -> None:
+        from agent.dialog.session import CallSession
+
+        self.sessions: list[CallSession] = []
+
+        async def converse(leg: CallLeg) -> None:
+            session = CallSession(leg, plan, services)
+            self.sessions.append(session)
+            await session.run()
+
+        super().__init__(SipConfig(host=LOCAL, port=free_port(), rtp_port=0), converse)
+
+    def _route(self, info: CallInfo) -> CallHandler | None:
+        return self._handler  # every user

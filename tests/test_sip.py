@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ from tests.peers import (
 
 pytestmark = pytest.mark.sip
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def sip_config(**kw: object) -> SipConfig:
@@ -103,6 +105,11 @@ def serve(tmp_path: Path, yaml: str, cluster: bool = False) -> tuple[subprocess.
     cfg = tmp_path / "c.yaml"
     if "http:" not in yaml:
         yaml += "http:\n  port: 0\n"  # any free port: tests never take 8080
+    if "dialplans:" not in yaml:  # only the echo dialplan: any other user gets 404
+        plans = tmp_path / "dialplans"
+        plans.mkdir(exist_ok=True)
+        shutil.copy(ROOT / "dialplans/echo.yaml", plans)
+        yaml += f"dialplans:\n  dir: {plans}\n"
     cfg.write_text(yaml)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(

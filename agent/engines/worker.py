@@ -42,7 +42,8 @@ class EngineWorker:
         """Iterate `make()` in the worker; use as `async with worker.stream(...) as items:`.
 
         Leaving the block (normally, by break, error or task cancellation) sets `cancel`, so
-        the engine stops at its next check. `timeout_s` bounds the whole stream.
+        the engine stops at its next check. `timeout_s` bounds the wait for each item (the
+        first one includes queueing): a stalled engine times out, a long healthy one does not.
         """
         return EngineStream(self, make, cancel, timeout_s)
 
@@ -117,10 +118,10 @@ class EngineStream(Generic[T]):
             kind, value = await asyncio.wait_for(self._queue.get(), left)
         except TimeoutError:
             self.cancel.cancel()
-            raise EngineTimeout(
-                f"{self._worker.name} did not finish within {self._timeout_s:.1f} s"
-            ) from None
+            raise EngineTimeout(f"{self._worker.name} produced nothing for {self._timeout_s:.1f} s") from None
         if kind == _ITEM:
+            if self._timeout_s:
+                self._deadline = time.monotonic() + self._timeout_s
             return value
         self._finished = True
         if kind == _ERROR:

@@ -41,8 +41,10 @@ class CallLeg(Protocol):
         """Caller audio: 20 ms int16 frames at 16 kHz, until the call ends."""
         ...
 
-    def play(self, pcm: np.ndarray, rate: int) -> None:
-        """Queue agent audio (any rate, int16 mono); it goes out paced at 20 ms."""
+    def play(self, pcm: np.ndarray, rate: int) -> int:
+        """Queue agent audio (any rate, int16 mono); it goes out paced at 20 ms.
+
+        Returns the samples queued, at `sample_rate` (whole frames)."""
         ...
 
     def flush(self) -> int:
@@ -85,8 +87,8 @@ class BridgedLeg:
     def frames(self) -> AsyncIterator[np.ndarray]:
         return self.bridge.frames()
 
-    def play(self, pcm: np.ndarray, rate: int) -> None:
-        self.bridge.play(pcm, rate)
+    def play(self, pcm: np.ndarray, rate: int) -> int:
+        return self.bridge.play(pcm, rate)
 
     def flush(self) -> int:
         return self.bridge.flush()

@@ -113,14 +113,15 @@ class FrameBridge:
             self.receive_clock.tick()
             yield np.frombuffer(frame, dtype=np.int16)
 
-    def play(self, pcm: np.ndarray, rate: int) -> None:
+    def play(self, pcm: np.ndarray, rate: int) -> int:
         """Queue one piece of int16 mono audio at any rate (a frame, a sentence).
 
         The piece is resampled as a whole and zero-padded to whole frames, so nothing of it
-        lingers in a filter or a partial frame when the agent stops talking.
+        lingers in a filter or a partial frame when the agent stops talking. Returns the
+        samples queued (at the bridge's rate).
         """
         if self._closed or not len(pcm):
-            return
+            return 0
         if rate != self.rate:
             pcm = resample(np.asarray(pcm, dtype=np.int16), rate, self.rate)
         n = self.frame_samples
@@ -130,6 +131,7 @@ class FrameBridge:
         data = np.ascontiguousarray(pcm, dtype=np.int16).tobytes()
         step = 2 * n
         self._outbound.extend(data[i : i + step] for i in range(0, len(data), step))
+        return len(pcm)
 
     def flush(self) -> int:
         """Drop everything not yet sent; returns how many samples were dropped."""

@@ -1,0 +1,179 @@
+"""Dialplans: YAML files that say how a called number is answered, validated at start-up.
+
+Each file in the dialplan folder is one dialplan. `match` lists the called users/numbers it
+answers (shell patterns: "sales", "+4930*"); exactly one dialplan has `default: true` and
+answers everything else. Errors name file, line and field (see agent.yamlconf).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from agent.yamlconf import ConfigError, load_yaml, validate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TurnParams(_Strict):
+    """Turn-taking. Defaults chosen by measurement (benchmarks/turns.py): 12 % of the pauses
+    inside the corpus's utterances last 600 ms or more, 8 % 800 ms; on 2 cores the reply is
+    ready 1.4 s or more after the caller stops, so waiting 800 ms costs no latency, and
+    speculation (STT + LLM from 200 ms of silence on) hides most of the work."""
+
+    start_threshold: float = Field(0.5, gt=0, lt=1)  # VAD probability that counts as speech
+    end_threshold: float = Field(0.35, gt=0, lt=1)  # below this, speech has paused (hysteresis)
+    min_speech_ms: int = Field(100, ge=20, le=2000)  # shorter sounds never start a turn
+    end_silence_ms: int = Field(800, ge=100, le=5000)  # silence that ends the caller's turn
+    # Start STT and the LLM after this much silence, speculatively; committed if the silence
+    # holds to end_silence_ms, dropped if the caller goes on. 0 turns it off.
+    speculative_ms: int = Field(200, ge=0, le=5000)
+    barge_in_min_ms: int = Field(120, ge=20, le=2000)  # caller speech that interrupts the agent
+    # While the agent talks, caller audio quieter than the agent's level minus this margin is
+    # its own echo, not speech.
+    echo_margin_db: float = Field(12.0, ge=0, le=60)
+    preroll_ms: int = Field(300, ge=0, le=2000)  # audio kept from before speech onset
+    max_utterance_s: float = Field(30.0, ge=1, le=120)
+
+    @model_validator(mode="after")
+    def _order(self) -> TurnParams:
+        if self.end_threshold > self.start_threshold:
+            raise ValueError("end_threshold must not be above start_threshold")
+        if self.speculative_ms >= self.end_silence_ms:
+            raise ValueError("speculative_ms must be below end_silence_ms (or 0 to turn it off)")
+        return self
+
+
+class SttHints(_Strict):
+    prompt: str = ""  # Whisper initial prompt: vocabulary and style
+    hotwords: str = ""  # names and terms to favour
+
+
+class LlmParams(_Strict):
+    max_tokens: int = Field(90, ge=8, le=1024)  # a spoken reply: two or three short sentences
+    temperature: float | None = Field(None, ge=0, le=2)  # None: the engine's default
+    history_tokens: int = Field(1000, ge=100, le=30000)  # budget for past turns (system prompt apart)
+    timeout_s: float | None = Field(None, gt=0)  # None: llm.timeout_s of the config
+
+
+class SilenceParams(_Strict):
+    reprompt_after_s: float = Field(8.0, gt=0)
+    reprompt: str = "Are you still there? How can I help?"
+    hangup_after_s: float = Field(20.0, gt=0)
+    goodbye: str = "I haven't heard anything, so I'll end the call now. Goodbye!"
+
+    @model_validator(mode="after")
+    def _order(self) -> SilenceParams:
+        if self.hangup_after_s <= self.reprompt_after_s:
+            raise ValueError("hangup_after_s must be longer than reprompt_after_s")
+        return self
+
+
+class TransferTarget(_Strict):
+    uri: str = Field(pattern=r"^(sips?|tel):")
+    spoken: str = ""  # how the agent names it ("the front desk"); default: the key
+    description: str = ""  # what the LLM is told this target is for
+    phrases: list[str] = []  # caller phrases that transfer straight away, no LLM
+
+
+class HangupTool(_Strict):
+    goodbye: str = "Thank you for calling. Goodbye!"
+    phrases: list[str] = []  # caller phrases that end the call straight away
+
+
+class TransferTool(_Strict):
+    say: str = "Please hold, I'm transferring you to {target}."
+    unavailable: str = "I'm sorry, I can't connect you right now. Is there anything else I can help with?"
+    targets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]+$")], TransferTarget] = Field(
+        min_length=1
+    )
+
+
+class Tools(_Strict):
+    hangup: HangupTool | None = None
+    transfer: TransferTool | None = None
+
+
+class Dialplan(_Strict):
+    """How calls to the matching users are answered."""
+
+    name: str = ""  # defaults to the file name
+    kind: Literal["agent", "echo"] = "agent"
+    match: list[str] = []
+    default: bool = False
+    greeting: str = ""
+    system_prompt: str = "You are a helpful phone assistant."
+    voice: str | None = None  # a Piper voice; None: the config's tts.voice
+    stt: SttHints = SttHints()
+    turn: TurnParams = TurnParams()
+    llm: LlmParams = LlmParams()
+    tools: Tools = Tools()
+    silence: SilenceParams = SilenceParams()
+    max_duration_s: float = Field(600.0, gt=0, le=86400)
+    time_limit: str = "We've reached the time limit for this call. Thank you for calling, goodbye!"
+    fallback: str = "Sorry, I'm having trouble right now. Could you say that again?"
+    echo_delay_s: float = Field(0.5, ge=0, le=5)  # kind: echo
+
+    @model_validator(mode="after")
+    def _agent_needs(self) -> Dialplan:
+        if not self.match and not self.default:
+            raise ValueError("a dialplan needs `match` patterns or `default: true`")
+        return self
+
+    def matches(self, user: str) -> bool:
+        return any(fnmatch.fnmatchcase(user, p) for p in self.match)
+
+
+class Dialplans:
+    """All dialplans of a folder; `for_user` picks the one that answers a called user."""
+
+    def __init__(self, plans: list[Dialplan]) -> None:
+        defaults = [p for p in plans if p.default]
+        if len(defaults) > 1:
+            names = ", ".join(p.name for p in defaults)
+            raise ConfigError(f"more than one dialplan has `default: true`: {names}")
+        self.plans = plans
+        self.default = defaults[0] if defaults else None
+
+    def for_user(self, user: str) -> Dialplan | None:
+        for plan in self.plans:
+            if plan.matches(user):
+                return plan
+        return self.default
+
+    @property
+    def voices(self) -> set[str]:
+        return {p.voice for p in self.plans if p.voice}
+
+
+def load_dialplan(path: Path) -> Dialplan:
+    data, lines = load_yaml(path)
+    if isinstance(data, dict) and "name" not in data:
+        data = {**data, "name": path.stem}
+    return validate(Dialplan, data, path, lines)
+
+
+def load_dialplans(folder: Path) -> Dialplans:
+    """Load every *.yaml in `folder`; all problems of all files are reported together."""
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: dialplan folder not found (set dialplans.dir in the config)")
+    plans: list[Dialplan] = []
+    problems: list[str] = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        try:
+            plans.append(load_dialplan(path))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    if not plans:
+        raise ConfigError(f"{folder}: no dialplans (*.yaml) found")
+    names = [p.name for p in plans]
+    if dup := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"{folder}: dialplan names must be unique: {', '.join(dup)}")
+    return Dialplans(plans)

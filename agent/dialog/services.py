@@ -1,0 +1,118 @@
+"""The engines as a call session uses them: async, bounded in time, failures counted.
+
+One `Services` per process, shared by all sessions: one worker thread per engine, so on two
+cores STT, LLM and TTS jobs of different calls queue instead of fighting for the CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import structlog
+
+from agent.engines.base import CancelToken, EngineError, EngineTimeout
+from agent.engines.llm import LLMEngine, Message
+from agent.engines.stt import STTEngine, Transcript
+from agent.engines.tts import SpeechChunk, TTSEngine
+from agent.engines.vad import VADEngine
+from agent.engines.worker import EngineStream, EngineWorker
+from agent.metrics import Metrics
+
+log = structlog.get_logger("services")
+
+
+@dataclass
+class Services:
+    vad: VADEngine
+    stt: STTEngine
+    llm: LLMEngine
+    voices: dict[str, TTSEngine]  # by voice name; `default_voice` is the config's tts.voice
+    default_voice: str
+    llm_timeout_s: float = 8.0
+    stt_timeout_s: float = 10.0
+    tts_timeout_s: float = 10.0
+    metrics: Metrics | None = None
+    stt_worker: EngineWorker = field(init=False)
+    llm_worker: EngineWorker = field(init=False)
+    tts_worker: EngineWorker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stt_worker = EngineWorker("stt")
+        self.llm_worker = EngineWorker("llm")
+        self.tts_worker = EngineWorker("tts")
+        if self.metrics is not None:
+            for w in (self.stt_worker, self.llm_worker, self.tts_worker):
+                self.metrics.watch_queue(w.name, lambda w=w: w.queued)
+
+    def tts(self, voice: str | None) -> TTSEngine:
+        return self.voices.get(voice or self.default_voice) or self.voices[self.default_voice]
+
+    def failed(self, engine: str, exc: BaseException) -> None:
+        """Count and log an engine failure (the session decides what the caller hears)."""
+        kind = "timeout" if isinstance(exc, EngineTimeout) else "error"
+        log.warning("engine failed", engine=engine, kind=kind, error=str(exc))
+        if self.metrics is not None:
+            self.metrics.engine_errors.labels(engine, kind).inc()
+
+    async def transcribe(self, pcm: np.ndarray, prompt: str = "", hotwords: str = "") -> Transcript:
+        return await self.stt_worker.run(
+            self.stt.transcribe,
+            pcm,
+            prompt=prompt or None,
+            hotwords=hotwords or None,
+            timeout_s=self.stt_timeout_s,
+        )
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        cancel: CancelToken,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        timeout_s: float | None = None,
+    ) -> EngineStream[str]:
+        def make() -> Iterator[str]:
+            return self.llm.stream_chat(
+                messages, cancel=cancel, max_tokens=max_tokens, temperature=temperature
+            )
+
+        return self.llm_worker.stream(make, cancel, timeout_s or self.llm_timeout_s)
+
+    def speak(self, text: str, voice: str | None, cancel: CancelToken) -> EngineStream[SpeechChunk]:
+        engine = self.tts(voice)
+        return self.tts_worker.stream(
+            lambda: engine.synthesize(text, cancel=cancel), cancel, self.tts_timeout_s
+        )
+
+    async def prime(self, messages: Sequence[Message]) -> None:
+        """Warm the LLM's prompt cache with a session's system prompt (failures only logged)."""
+        started = time.monotonic()
+        try:
+            await self.llm_worker.run(self.llm.prime, messages, timeout_s=self.llm_timeout_s)
+        except EngineError as exc:
+            self.failed("llm", exc)
+        else:
+            log.debug("llm primed", seconds=round(time.monotonic() - started, 3))
+
+    async def warm(self) -> None:
+        """Run each engine once, so the first caller does not pay for first-use set-up
+        (Whisper's first two transcriptions take about twice as long)."""
+        noise = (np.random.default_rng(0).standard_normal(16000) * 300).astype(np.int16)
+        started = time.monotonic()
+        try:
+            for _ in range(2):
+                await self.transcribe(noise)
+            for voice in self.voices:
+                async with self.speak("Hello.", voice, CancelToken()) as chunks:
+                    async for _ in chunks:
+                        pass
+        except EngineError as exc:
+            self.failed("warm-up", exc)
+        log.info("engines warmed", seconds=round(time.monotonic() - started, 2))
+
+    def close(self) -> None:
+        for w in (self.stt_worker, self.llm_worker, self.tts_worker):
+            w.close()

@@ -1,0 +1,222 @@
+"""The call session's logic on fake engines and a fake leg (real time, a few seconds each)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from agent.dialog.dialplan import Dialplan
+from agent.dialog.services import Services
+from agent.dialog.session import CallSession
+from agent.dialog.tools import Transfer
+from agent.engines.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
+from tests.fakeleg import RATE, FakeLeg
+
+TOOLS = {
+    "hangup": {"goodbye": "Bye now.", "phrases": ["goodbye"]},
+    "transfer": {
+        "say": "Transferring you to {target}.",
+        "unavailable": "Nobody is free.",
+        "targets": {"desk": {"uri": "sip:desk@127.0.0.1", "spoken": "the desk", "phrases": ["real person"]}},
+    },
+}
+
+
+def plan(**kw: object) -> Dialplan:
+    base: dict[str, object] = {"default": True, "greeting": "Hi.", "tools": TOOLS}
+    return Dialplan.model_validate({**base, **kw})
+
+
+def burst(seconds: float, db: float = -20.0, seed: int = 0) -> np.ndarray:
+    """Noise at `db` dBFS: 'speech' for the energy-based FakeVAD."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(int(seconds * RATE)) * 32768 * 10 ** (db / 20)
+    return np.clip(x, -32767, 32767).astype(np.int16)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), np.int16)
+
+
+def services(
+    stt: FakeSTT | None = None, llm: FakeLLM | None = None, tts: object = None, vad: object = None
+) -> Services:
+    return Services(
+        vad or FakeVAD(),
+        stt or FakeSTT(["what are your hours"]),
+        llm or FakeLLM(["We open at nine."]),
+        {"joe": tts or FakeTTS(seconds_per_char=0.03)},
+        "joe",
+        llm_timeout_s=5,
+    )
+
+
+def run(leg: FakeLeg, p: Dialplan, s: Services, **kw: object) -> CallSession:
+    session = CallSession(leg, p, s, **kw)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        await asyncio.wait_for(session.run(), 60)
+
+    asyncio.run(go())
+    s.close()
+    return session
+
+
+def active(heard: np.ndarray, start_s: float, end_s: float) -> bool:
+    seg = heard[int(start_s * RATE) : int(end_s * RATE)]
+    return bool(len(seg)) and float(np.abs(seg).max()) > 1000
+
+
+def last_audio_s(heard: np.ndarray) -> float:
+    idx = np.flatnonzero(np.abs(heard) > 1000)
+    return float(idx[-1] / RATE) if len(idx) else 0.0
+
+
+def test_greets_then_answers_a_turn_with_a_timing_record():
+    leg = FakeLeg(np.concatenate([silence(1.0), burst(1.0)]), tail_s=3)
+    s = services()
+    session = run(leg, plan(), s)
+    assert active(leg.heard, 0.0, 0.3), "the greeting plays at once"
+    assert [t.user_text for t in session.turns] == ["what are your hours"]
+    t = session.turns[0]
+    assert t.reply_text == "We open at nine." and not t.interrupted
+    iv = t.intervals()
+    assert {"end_of_turn", "stt", "llm_first_token", "tts_first_chunk", "voice_to_voice"} <= iv.keys()
+    assert 0.75 <= iv["end_of_turn"] <= 0.9  # end_silence_ms 800 on the media clock
+    assert active(leg.heard, 2.5, 4.0), "the reply is heard after the turn"
+    msgs = session.history.messages()
+    assert [m["role"] for m in msgs] == ["system", "assistant", "user", "assistant"]
+    assert msgs[1]["content"] == "Hi."
+
+
+def test_speculation_is_dropped_when_the_caller_goes_on_then_committed():
+    caller = np.concatenate([silence(0.5), burst(0.8), silence(0.4), burst(0.8, seed=1)])
+    stt = FakeSTT(["first half", "whole sentence"])
+    leg = FakeLeg(caller, tail_s=3)
+    session = run(leg, plan(greeting=""), services(stt=stt))
+    assert len(stt.calls) == 2  # speculative at the first pause (dropped), then at the second (committed)
+    assert len(session.turns) == 1
+    assert session.turns[0].speculative
+    # The committed transcription covered both bursts.
+    assert stt.calls[-1]["samples"] > 1.6 * RATE
+
+
+def test_barge_in_flushes_within_a_few_frames_and_history_keeps_what_was_heard():
+    long = "One two three four five six. Seven eight nine ten eleven twelve. Thirteen fourteen fifteen."
+    llm = FakeLLM([long, "Sure, I can do that."])
+    stt = FakeSTT(["tell me a story", "stop please"])
+    tts = FakeTTS(seconds_per_char=0.05)  # the reply lasts about 4.6 s
+    # Caller: a question, then talks 1 s into the agent's reply.
+    caller = np.concatenate([silence(0.3), burst(1.0), silence(2.6), burst(1.2, seed=2)])
+    leg = FakeLeg(caller, tail_s=4)
+    session = run(leg, plan(greeting=""), services(stt=stt, llm=llm, tts=tts))
+    first, second = session.turns
+    assert first.interrupted and first.barge_in is not None and first.audio_stopped is not None
+    assert first.intervals()["barge_in_stop"] < 0.3
+    heard = first.reply_text
+    assert heard and long.startswith(heard) and len(heard) < len(long) / 2
+    assert second.user_text == "stop please" and second.reply_text == "Sure, I can do that."
+    assistant = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
+    assert assistant[0] == heard
+    # On the caller's side: agent audio stopped within 0.3 s of the caller's onset (3.9 s).
+    onset = 0.3 + 1.0 + 2.6
+    assert active(leg.heard, onset - 0.5, onset)
+    assert not active(leg.heard, onset + 0.3, onset + 1.2)
+
+
+def test_a_100ms_click_does_not_barge_in():
+    tts = FakeTTS(seconds_per_char=0.05)
+    llm = FakeLLM(["One two three four five six. Seven eight nine ten eleven twelve."])
+    caller = np.concatenate([silence(0.3), burst(1.0), silence(2.0), burst(0.1, db=-6), silence(4.0)])
+    leg = FakeLeg(caller, tail_s=1)
+    session = run(leg, plan(greeting=""), services(llm=llm, tts=tts))
+    assert len(session.turns) == 1 and not session.turns[0].interrupted
+
+
+def test_silence_reprompts_then_hangs_up_politely():
+    p = plan(
+        silence={
+            "reprompt_after_s": 1.0,
+            "reprompt": "Still there?",
+            "hangup_after_s": 3.0,
+            "goodbye": "Bye.",
+        }
+    )
+    leg = FakeLeg(silence(0.1), tail_s=8)
+    session = run(leg, p, services())
+    assert leg.hung_up_at is not None and 2.5 <= leg.hung_up_at <= 4.5  # media time lags the wall a little
+    said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
+    assert said[0] == "Hi." and "Still there?" in said and said[-1] == "Bye."
+
+
+def test_llm_timeout_gives_the_spoken_fallback_and_the_call_goes_on():
+    llm = FakeLLM(["never heard", "Second answer."], first_token_delay_s=3.0)
+    p = plan(greeting="", llm={"timeout_s": 0.5}, fallback="Sorry, say again?")
+    leg = FakeLeg(np.concatenate([silence(0.3), burst(0.8)]), tail_s=3)
+    session = run(leg, p, services(llm=llm))
+    (t,) = session.turns
+    assert t.action == "fallback" and t.reply_text == "Sorry, say again?"
+    assert active(leg.heard, 2.0, 3.5)
+    assert leg.hung_up_at is None
+
+
+def test_hangup_tool_from_the_llm_says_goodbye_then_ends_the_call():
+    llm = FakeLLM(["Goodbye, have a nice day! [hangup]"])
+    leg = FakeLeg(np.concatenate([silence(0.3), burst(0.8)]), tail_s=6)
+    session = run(leg, plan(greeting=""), services(stt=FakeSTT(["ok thanks"]), llm=llm))
+    (t,) = session.turns
+    assert t.action == "hangup" and t.reply_text == "Goodbye, have a nice day!"
+    # The fake's clock stops while the session waits before BYE: the goodbye was all sent first.
+    assert leg.hung_up_at is not None and last_audio_s(leg.heard) - 0.02 <= leg.hung_up_at < 5
+    assert session.state == "ended"
+
+
+def test_hangup_phrase_skips_the_llm():
+    llm = FakeLLM(["should not be asked"])
+    leg = FakeLeg(np.concatenate([silence(0.3), burst(0.8)]), tail_s=6)
+    session = run(leg, plan(greeting=""), services(stt=FakeSTT(["okay goodbye"]), llm=llm))
+    assert llm.requests == [] and session.turns[0].reply_text == "Bye now."
+    assert leg.hung_up_at is not None
+
+
+def test_transfer_raises_an_event_and_an_unavailable_target_keeps_the_call():
+    asked: list[Transfer] = []
+
+    async def on_transfer(t: Transfer) -> bool:
+        asked.append(t)
+        return False
+
+    leg = FakeLeg(np.concatenate([silence(0.3), burst(0.8)]), tail_s=5)
+    session = run(
+        leg, plan(greeting=""), services(stt=FakeSTT(["a real person please"])), on_transfer=on_transfer
+    )
+    assert asked == [Transfer("desk", "sip:desk@127.0.0.1", "the desk")]
+    said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
+    assert said == ["Transferring you to the desk.", "Nobody is free."]
+    assert session.turns[0].action == "transfer:desk" and leg.hung_up_at is None
+
+
+def test_noise_only_turn_is_ignored_without_a_reply():
+    llm = FakeLLM(["nope"])
+    leg = FakeLeg(np.concatenate([silence(0.3), burst(0.8)]), tail_s=2)
+    session = run(leg, plan(greeting=""), services(stt=FakeSTT([""]), llm=llm))
+    assert llm.requests == [] and session.turns[0].action == "ignored"
+    assert not active(leg.heard, 0, len(leg.heard) / RATE)
+
+
+@pytest.mark.parametrize("fail", ["stt", "tts"])
+def test_an_engine_failure_never_ends_the_call(fail):
+    stt = FakeSTT(["hi"], fail=fail == "stt")
+
+    class BrokenTTS(FakeTTS):
+        def synthesize(self, text, *, cancel=None):
+            raise RuntimeError("tts exploded") if fail == "tts" else None
+            yield from ()
+
+    tts = BrokenTTS() if fail == "tts" else FakeTTS(seconds_per_char=0.03)
+    leg = FakeLeg(np.concatenate([silence(0.3), burst(0.8)]), tail_s=2)
+    session = run(leg, plan(greeting=""), services(stt=stt, tts=tts))
+    assert session.state == "ended" and leg.hung_up_at is None
+    assert len(session.turns) == 1

@@ -1,0 +1,50 @@
+"""Caller voices for call tests: espeak-ng (a different synthesiser from the agent's Piper)."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from agent.audio.resample import resample
+from agent.audio.wav import read_wav
+
+
+def espeak(text: str, rate: int = 16000, voice: str = "en-us", wpm: int = 160) -> np.ndarray:
+    """`text` spoken by espeak-ng, int16 mono at `rate`, at a telephone-like level (about -20 dBFS)."""
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "say.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out), text], check=True, timeout=30
+        )
+        pcm, r = read_wav(out)
+    pcm = resample(pcm, r, rate).astype(np.float32)
+    rms = float(np.sqrt(np.mean(pcm[np.abs(pcm) > 300] ** 2)))
+    return np.clip(pcm * (3277 / max(rms, 1.0)), -32767, 32767).astype(np.int16)
+
+
+def silence(seconds: float, rate: int = 16000) -> np.ndarray:
+    return np.zeros(int(seconds * rate), np.int16)
+
+
+def onset_s(pcm: np.ndarray, rate: int, after_s: float = 0.0, threshold: int = 1000) -> float | None:
+    """First time at or after `after_s` the signal is louder than `threshold`."""
+    start = int(after_s * rate)
+    idx = np.flatnonzero(np.abs(pcm[start:]) > threshold)
+    return (start + int(idx[0])) / rate if len(idx) else None
+
+
+def quiet_from_s(
+    pcm: np.ndarray, rate: int, after_s: float, gap_s: float = 0.3, threshold: int = 1000
+) -> float | None:
+    """Start of the first stretch of `gap_s` or more without audio above `threshold`, from `after_s`."""
+    loud = np.abs(pcm[int(after_s * rate) :]) > threshold
+    n = int(gap_s * rate)
+    run = 0
+    for i, flag in enumerate(loud):
+        run = 0 if flag else run + 1
+        if run >= n:
+            return after_s + (i - n + 1) / rate
+    return None
