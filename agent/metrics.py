@@ -19,6 +19,7 @@ TURN_INTERVALS = (
     "llm_first_token",
     "tts_first_chunk",
     "voice_to_voice",
+    "voice_to_answer",
     "barge_in_stop",
 )
 

@@ -138,21 +138,23 @@ def barge_in_call(services: Services, work: Path) -> dict[str, Any]:
     cut_after = 3.0  # silence after each question: the reply (after ~1.5-2 s) is cut 1-1.5 s in
     with SessionAgent(plan, services) as agent:
         result, spans = place_call(agent, clips, [cut_after] * 6 + [GAP_S], work / "barge")
-    records = [t for s in agent.sessions for t in s.turns]
+    records = [t for s in agent.sessions for t in s.turns if t.user_text]
     internal = [r.intervals()["barge_in_stop"] for r in records if "barge_in_stop" in r.intervals()]
-    caller_side, talking = [], 0
-    for start, _ in spans[1:]:  # every clip after the first cuts in
-        before = result.heard[int((start - 0.5) * result.rate) : int(start * result.rate)]
-        was_talking = onset_s(before, result.rate)
-        if was_talking is None:
-            continue  # the agent was not talking at the cut-in: nothing to stop
-        talking += 1
-        stopped = quiet_from_s(result.heard, result.rate, after_s=start, gap_s=0.3)
-        if stopped is not None:
-            caller_side.append(stopped - start)
+    caller_side = []
+    # Clip i+1 cut into the reply to clip i; where the session recorded that barge-in, measure
+    # on the caller's recording from the cut-in onset to where the agent's audio stops: the
+    # first silence longer than its pauses between sentences.
+    for record, (start, _) in zip(records, spans[1:], strict=False):
+        before = result.heard[int((start - 0.3) * result.rate) : int(start * result.rate)]
+        audible = onset_s(before, result.rate) is not None  # else it was cut while still thinking
+        if record.interrupted and record.barge_in is not None and audible:
+            stopped = quiet_from_s(result.heard, result.rate, after_s=start, gap_s=0.6)
+            if stopped is not None:
+                caller_side.append(stopped - start)
+    talking = len(caller_side)
     return {
         "cut_ins": len(spans) - 1,
-        "agent_was_talking": talking,
+        "barge_ins_measured_caller_side": talking,
         "barge_ins_recorded": len(internal),
         "stop_caller_side_s": pct(caller_side),
         "stop_session_record_s": pct(internal),
@@ -192,7 +194,7 @@ def pauses_in_speech(vad: Any) -> dict[str, Any]:
         "pause_p99_s": round(float(np.percentile(a, 99)), 3),
         "pause_max_s": round(float(a.max()), 3),
         "share_longer_than": {
-            f"{ms}ms": round(float((a >= ms / 1000).mean()), 3) for ms in (200, 400, 600, 800)
+            f"{ms}ms": round(float((a >= ms / 1000).mean()), 3) for ms in (200, 400, 600, 700, 800, 1000)
         },
     }
 

@@ -220,3 +220,17 @@ def test_an_engine_failure_never_ends_the_call(fail):
     session = run(leg, plan(greeting=""), services(stt=stt, tts=tts))
     assert session.state == "ended" and leg.hung_up_at is None
     assert len(session.turns) == 1
+
+
+def test_acknowledgement_is_heard_first_but_is_not_part_of_the_answer():
+    llm = FakeLLM(["We open at nine."], first_token_delay_s=0.8)
+    p = plan(greeting="", acknowledgements=["Okay."])
+    leg = FakeLeg(np.concatenate([silence(0.3), burst(0.8)]), tail_s=4)
+    session = run(leg, p, services(llm=llm))
+    (t,) = session.turns
+    assert t.ack_audio is not None and t.first_audio is not None and t.ack_audio < t.first_audio
+    iv = t.intervals()
+    assert iv["voice_to_voice"] < iv["voice_to_answer"]
+    assert t.reply_text == "We open at nine."
+    said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
+    assert said == ["We open at nine."]

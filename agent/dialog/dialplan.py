@@ -117,6 +117,10 @@ class Dialplan(_Strict):
     max_duration_s: float = Field(600.0, gt=0, le=86400)
     time_limit: str = "We've reached the time limit for this call. Thank you for calling, goodbye!"
     fallback: str = "Sorry, I'm having trouble right now. Could you say that again?"
+    # Said in turn as soon as the caller's words are known, while the answer is prepared (a
+    # receptionist's "Okay."): the caller hears the agent within the end-of-turn silence
+    # instead of after the whole STT → LLM → TTS chain. Empty: off.
+    acknowledgements: list[str] = []
     echo_delay_s: float = Field(0.5, ge=0, le=5)  # kind: echo
 
     @model_validator(mode="after")

@@ -29,6 +29,17 @@ class Playout:
     base: int = -1
     placed: list[_Placed] = field(default_factory=list)
     level_db: float | None = None  # loudest chunk's active speech level (echo gate)
+    filler: tuple[int, int] | None = None  # an acknowledgement: leg samples (start, end), no text
+
+    def play_filler(self, pcm: np.ndarray, rate: int) -> None:
+        """Queue a short acknowledgement ("Okay.") before the answer: heard, but not part of it."""
+        start = self.leg.samples_sent + self.leg.samples_queued
+        self.filler = (start, start + self.leg.play(pcm, rate))
+        self._level(pcm)
+
+    @property
+    def filler_started(self) -> bool:
+        return self.filler is not None and self.leg.samples_sent > self.filler[0]
 
     def play(self, text: str, pcm: np.ndarray, rate: int) -> None:
         if self.base < 0:
@@ -38,6 +49,9 @@ class Playout:
         start = self.placed[-1].end if self.placed else 0
         n = self.leg.play(pcm, rate)
         self.placed.append(_Placed(text, start, start + n))
+        self._level(pcm)
+
+    def _level(self, pcm: np.ndarray) -> None:
         level = active_level_db(pcm)
         if self.level_db is None or level > self.level_db:
             self.level_db = level
@@ -53,6 +67,8 @@ class Playout:
     @property
     def done(self) -> bool:
         """All queued audio has gone out."""
+        if self.filler is not None and self.leg.samples_sent < self.filler[1]:
+            return False
         return not self.placed or self.sent >= self.placed[-1].end
 
     def heard_text(self) -> str:

@@ -22,6 +22,7 @@ from agent.dialog.services import Services
 from agent.dialog.timing import TurnTiming
 from agent.dialog.tools import Action, Hangup, Transfer, action_from_phrase
 from agent.engines.base import CancelToken, EngineError
+from agent.engines.tts import SpeechChunk
 from agent.telephony.call import CallLeg
 
 log = structlog.get_logger("reply")
@@ -47,6 +48,7 @@ class Reply:
         audio: np.ndarray | None = None,
         script: Script | None = None,
         committed: bool = True,
+        filler: SpeechChunk | None = None,
     ) -> None:
         self._s = services
         self._plan = plan
@@ -61,8 +63,12 @@ class Reply:
         if committed:
             self._committed.set()
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue()
+        self._filler = filler
+        self._filler_task: asyncio.Future[None] | None = None
         self._speaker = asyncio.ensure_future(self._speak_chunks())
         self.task = asyncio.ensure_future(self._run(audio, script))
+        for task in (self._speaker, self.task):
+            task.add_done_callback(_log_failure)
 
     # --- control (session side) ---------------------------------------------------------
     @property
@@ -77,11 +83,14 @@ class Reply:
         self._cancel.cancel()
         self.task.cancel()
         self._speaker.cancel()
+        if self._filler_task is not None:
+            self._filler_task.cancel()
 
     @property
     def finished(self) -> bool:
         """Everything generated has been played."""
-        return self.task.done() and self._speaker.done() and self.playout.done
+        filler_done = self._filler_task is None or self._filler_task.done()
+        return self.task.done() and self._speaker.done() and filler_done and self.playout.done
 
     # --- work -------------------------------------------------------------------------------
     async def _run(self, audio: np.ndarray | None, script: Script | None) -> None:
@@ -98,6 +107,8 @@ class Reply:
                 self.actions.append(action)
                 self._chunks.put_nowait(self._action_line(action))
                 return
+            if self._filler is not None:  # words known, the answer needs the LLM: acknowledge
+                self._filler_task = asyncio.ensure_future(self._acknowledge(self._filler))
             await self._generate(text)
         finally:
             self._chunks.put_nowait(None)
@@ -150,6 +161,11 @@ class Reply:
             line = self._action_line(self.actions[0]) if self.actions else self._plan.fallback
             self._chunks.put_nowait(line)
 
+    async def _acknowledge(self, filler: SpeechChunk) -> None:
+        await self._committed.wait()
+        if not self.playout.placed:  # the answer is not there yet
+            self.playout.play_filler(filler.pcm, filler.sample_rate)
+
     def _action_line(self, action: Action) -> str:
         tools = self._plan.tools
         if isinstance(action, Hangup) and tools.hangup:
@@ -182,3 +198,9 @@ class Reply:
     def _stamp(self, name: str) -> None:
         if self.timing is not None and getattr(self.timing, name) is None:
             setattr(self.timing, name, time.monotonic())
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    """A bug in a reply must not pass silently (the session goes on without that reply)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("reply failed", error=repr(exc), exc_info=exc)

@@ -35,6 +35,7 @@ class Services:
     stt_timeout_s: float = 10.0
     tts_timeout_s: float = 10.0
     metrics: Metrics | None = None
+    _fillers: dict[tuple[str, str | None], SpeechChunk] = field(init=False, default_factory=dict)
     stt_worker: EngineWorker = field(init=False)
     llm_worker: EngineWorker = field(init=False)
     tts_worker: EngineWorker = field(init=False)
@@ -86,6 +87,21 @@ class Services:
         return self.tts_worker.stream(
             lambda: engine.synthesize(text, cancel=cancel), cancel, self.tts_timeout_s
         )
+
+    async def filler(self, text: str, voice: str | None) -> SpeechChunk | None:
+        """A short line synthesised once and kept (acknowledgements); None if TTS fails."""
+        key = (text, voice)
+        if key not in self._fillers:
+            try:
+                async with self.speak(text, voice, CancelToken()) as chunks:
+                    pcm = [c.pcm async for c in chunks]
+            except EngineError as exc:
+                self.failed("tts", exc)
+                return None
+            if not pcm:
+                return None
+            self._fillers[key] = SpeechChunk(text, np.concatenate(pcm), self.tts(voice).sample_rate)
+        return self._fillers[key]
 
     async def prime(self, messages: Sequence[Message]) -> None:
         """Warm the LLM's prompt cache with a session's system prompt (failures only logged)."""

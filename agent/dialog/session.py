@@ -22,6 +22,7 @@ from agent.dialog.services import Services
 from agent.dialog.timing import TurnTiming
 from agent.dialog.tools import Action, Hangup, Transfer, tool_instructions
 from agent.dialog.turns import SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector, TurnEnded, TurnEvent
+from agent.engines.tts import SpeechChunk
 from agent.metrics import TURN_INTERVALS, Metrics
 from agent.telephony.call import CallLeg
 
@@ -78,6 +79,8 @@ class CallSession:
         self._closing = False  # saying goodbye: not interruptible, then hang up
         self._started = self._last_caller = self._last_agent = time.monotonic()
         self._echo_until = 0.0
+        self._fillers: list[SpeechChunk] = []  # acknowledgements, synthesised once per call
+        self._filler_turn = 0
         self._log = log.bind(dialplan=plan.name)
 
     # --- the loop --------------------------------------------------------------------------
@@ -90,6 +93,7 @@ class CallSession:
         else:
             self._set(State.LISTENING)
         primer = asyncio.ensure_future(self.s.prime(opening))
+        fillers = asyncio.ensure_future(self._synthesize_fillers())
         try:
             async for frame in self.leg.frames():
                 for event in self.detector.feed(frame):
@@ -99,6 +103,7 @@ class CallSession:
                     break
         finally:
             primer.cancel()
+            fillers.cancel()
             self._stop_reply(caller_left=self.state is not State.ENDED)
             self._set(State.ENDED)
             self._log.info(
@@ -153,7 +158,16 @@ class CallSession:
         self._set(State.THINKING)
 
     def _reply(self, timing: TurnTiming | None, **kw: object) -> Reply:
+        if "audio" in kw and self._fillers:  # a caller's turn: it may be acknowledged
+            kw["filler"] = self._fillers[self._filler_turn % len(self._fillers)]
+            self._filler_turn += 1
         return Reply(self.s, self.plan, self.history, self.leg, timing, **kw)  # type: ignore[arg-type]
+
+    async def _synthesize_fillers(self) -> None:
+        for text in self.plan.acknowledgements:
+            chunk = await self.s.filler(text, self.plan.voice)
+            if chunk is not None:
+                self._fillers.append(chunk)
 
     def _say(self, text: str, actions: tuple[Action, ...] = ()) -> None:
         """Speak a fixed line now (greeting, reprompt, goodbye)."""
@@ -165,12 +179,17 @@ class CallSession:
     # --- every frame -------------------------------------------------------------------------
     async def _tick(self) -> None:
         now = time.monotonic()
+        while not self.leg.dtmf.empty():  # no DTMF menus yet: logged, so nothing goes unseen
+            self._log.info("dtmf", digit=self.leg.dtmf.get_nowait())
         r = self.reply
         if r is not None and r.committed:
-            if r.playout.started and self.state in (State.THINKING, State.LISTENING):
+            if (r.playout.started or r.playout.filler_started) and self.state is State.THINKING:
                 self._set(State.SPEAKING)
-            if r.timing is not None and r.timing.first_audio is None and r.playout.started:
-                r.timing.first_audio = now
+            if r.timing is not None:
+                if r.timing.first_audio is None and r.playout.started:
+                    r.timing.first_audio = now
+                if r.timing.ack_audio is None and r.playout.filler_started:
+                    r.timing.ack_audio = now
             if r.playout.level_db is not None and not r.playout.done:
                 self._echo_until = now + ECHO_TAIL_S
                 self.detector.gate_db = r.playout.level_db - self.plan.turn.echo_margin_db

@@ -16,6 +16,7 @@ _MARKDOWN = [
     (re.compile(r"^\s*(?:[-•+]|\d+[.)])\s+", re.M), ""),  # list bullets and numbers
     (re.compile(r"\[([^\]]+)\]\([^)]+\)"), r"\1"),  # [text](link) → text
 ]
+_BRACKETS = re.compile(r"\[[^\]]*\]")  # a tag the model made up: never read out
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _EMAIL = re.compile(r"\b([\w.+-]+)@([\w-]+)\.([\w.]+)\b")
 _CURRENCY = {"$": "dollars", "€": "euros", "£": "pounds"}
@@ -47,6 +48,7 @@ def speakable(text: str) -> str:
     """Text as it should be spoken on the phone."""
     for pattern, repl in _MARKDOWN:
         text = pattern.sub(repl, text)
+    text = _BRACKETS.sub(" ", text)
     text = _URL.sub("our website", text)
     text = _EMAIL.sub(lambda m: f"{m.group(1)} at {m.group(2)} dot {m.group(3)}", text)
     text = _MONEY.sub(_money, text)

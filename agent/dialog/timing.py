@@ -18,7 +18,8 @@ class TurnTiming:
     stt_done: float | None = None
     llm_first_token: float | None = None
     tts_first_chunk: float | None = None  # first chunk synthesised
-    first_audio: float | None = None  # first agent frame handed to the transport
+    first_audio: float | None = None  # first frame of the answer handed to the transport
+    ack_audio: float | None = None  # first frame of an acknowledgement ("Okay.") before it
     barge_in: float | None = None  # caller interrupted this turn's reply
     audio_stopped: float | None = None  # agent audio flushed after the barge-in
     speculative: bool = False  # STT/LLM had started before the end of turn
@@ -29,12 +30,15 @@ class TurnTiming:
 
     def intervals(self) -> dict[str, float]:
         """Seconds between steps (the metric names of agent.metrics.TURN_INTERVALS)."""
+        heard_again = min((x for x in (self.ack_audio, self.first_audio) if x is not None), default=None)
         spans = {
             "end_of_turn": (self.speech_end, self.turn_end),
             "stt": (self.turn_end, self.stt_done),
             "llm_first_token": (self.stt_done, self.llm_first_token),
             "tts_first_chunk": (self.llm_first_token, self.tts_first_chunk),
-            "voice_to_voice": (self.speech_end, self.first_audio),
+            # The caller hears the agent again: acknowledgement or answer, whichever came first.
+            "voice_to_voice": (self.speech_end, heard_again),
+            "voice_to_answer": (self.speech_end, self.first_audio),
             "barge_in_stop": (self.barge_in, self.audio_stopped),
         }
         # With speculation STT may finish before the turn is decided: the wait is then 0.
