@@ -8,12 +8,15 @@ import signal
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.audio.wav import write_wav
 from agent.telephony.sipping import sip_ping
-from tests.peers import LOCAL, free_port, run_sipp, sipp_call_scenario
+from tests.peers import LOCAL, baresip_call, free_port, run_sipp, sipp_call_scenario
 from tests.test_sip import serve
+from tests.voices import espeak, silence
 
 pytestmark = [pytest.mark.models, pytest.mark.sip]
 
@@ -90,3 +93,39 @@ def test_metrics_health_and_call_logs_after_a_real_call(tmp_path):
     assert all("call_id" in x for x in call_lines), [x for x in call_lines if "call_id" not in x]
     rejected = next(x["call_id"] for x in call_lines if x["event"] == "call rejected: no route")
     assert {x["call_id"] for x in call_lines} == {call_id, rejected}
+
+
+def test_a_conversation_fills_the_turn_histograms_and_its_log_lines_carry_call_id_and_turn(tmp_path):
+    plans = tmp_path / "dialplans"
+    plans.mkdir()
+    (plans / "agent.yaml").write_text(
+        "default: true\ngreeting: Hello, how can I help?\n"
+        "system_prompt: You are the receptionist of a bike shop, open 9 AM to 6 PM.\n"
+    )
+    sip_port, http_port = free_port(), free_port()
+    yaml = f"sip:\n  host: {LOCAL}\n  port: {sip_port}\n  rtp_port: 0\n"
+    yaml += f"http:\n  host: {LOCAL}\n  port: {http_port}\ndialplans:\n  dir: {plans}\n"
+    proc, _ = serve(tmp_path, yaml)
+    try:
+        mic = tmp_path / "mic.wav"
+        caller = np.concatenate([silence(3.5), espeak("When do you open tomorrow?"), silence(7.0)])
+        write_wav(mic, caller, 16000)
+        baresip_call(tmp_path, f"sip:agent@{LOCAL}:{sip_port}", mic, "G722", seconds=14)
+        status, body = get(f"http://{LOCAL}:{http_port}/metrics")
+        m = samples(body.decode())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=60)
+    assert status == 200
+    for interval in ("end_of_turn", "stt", "llm_first_token", "tts_first_chunk", "voice_to_voice"):
+        assert m[("voice_agent_turn_interval_seconds_count", (("interval", interval),))] >= 1, interval
+    assert m[("voice_agent_calls_total", (("result", "answered"), ("transport", "sip")))] == 1
+    lines = [json.loads(x) for x in rest.splitlines() if x.startswith("{")]
+    start = next(i for i, x in enumerate(lines) if x["event"] == "call started")
+    end = next(i for i, x in enumerate(lines) if x["event"] == "session ended")
+    of_call = lines[start : end + 1]
+    assert len({x.get("call_id") for x in of_call}) == 1, "every line of the call carries its call_id"
+    heard = next(x for x in of_call if x["event"] == "heard")
+    record = next(x for x in of_call if x["event"] == "turn record")
+    assert heard.get("turn") == record.get("turn") == 0, (heard, record)
+    assert "open" in record["user_text"].lower() and record["reply_text"]

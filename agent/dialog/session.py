@@ -81,6 +81,7 @@ class CallSession:
         self._echo_until = 0.0
         self._fillers: list[SpeechChunk] = []  # acknowledgements, synthesised once per call
         self._filler_turn = 0
+        self._turns_started = 0
         self._log = log.bind(dialplan=plan.name)
 
     # --- the loop --------------------------------------------------------------------------
@@ -158,10 +159,20 @@ class CallSession:
         self._set(State.THINKING)
 
     def _reply(self, timing: TurnTiming | None, **kw: object) -> Reply:
-        if "audio" in kw and self._fillers:  # a caller's turn: it may be acknowledged
+        if timing is None:  # a fixed line: no caller turn
+            return Reply(self.s, self.plan, self.history, self.leg, None, **kw)  # type: ignore[arg-type]
+        # A caller's turn: numbered once (a dropped speculation and its successor share it).
+        caller = self._turn or timing
+        if caller.index < 0:
+            caller.index = self._turns_started
+            self._turns_started += 1
+        timing.index = caller.index
+        if self._fillers:  # it may be acknowledged
             kw["filler"] = self._fillers[self._filler_turn % len(self._fillers)]
             self._filler_turn += 1
-        return Reply(self.s, self.plan, self.history, self.leg, timing, **kw)  # type: ignore[arg-type]
+        # The reply's tasks copy this context: every log line of the turn carries `turn`.
+        with structlog.contextvars.bound_contextvars(turn=timing.index):
+            return Reply(self.s, self.plan, self.history, self.leg, timing, **kw)  # type: ignore[arg-type]
 
     async def _synthesize_fillers(self) -> None:
         for text in self.plan.acknowledgements:
@@ -216,7 +227,8 @@ class CallSession:
         if r.timing is not None:
             r.timing.barge_in = self._wall(self.detector.onset_t)
             r.timing.audio_stopped = stopped
-        self._log.info("barge-in", dropped_ms=dropped * 1000 // self.leg.sample_rate)
+        turn = r.timing.index if r.timing is not None else None
+        self._log.info("barge-in", turn=turn, dropped_ms=dropped * 1000 // self.leg.sample_rate)
         if self.metrics is not None:
             self.metrics.barge_ins.inc()
         self._finish_reply(r, interrupted=True)
@@ -233,13 +245,12 @@ class CallSession:
         self.reply = None
         t = r.timing
         if t is not None:
-            t.index = len(self.turns)
             t.reply_text, t.interrupted = heard, interrupted
             t.action = ",".join(_name(a) for a in r.actions) or ("fallback" if r.failed else "")
             if not r.user_text and not r.failed:
                 t.action = "ignored"  # noise, or nothing Whisper could make words of
             self.turns.append(t)
-            self._log.info("turn", **t.as_log())
+            self._log.info("turn record", **t.as_log())
             if self.metrics is not None:
                 for name, seconds in t.intervals().items():
                     if name in TURN_INTERVALS:

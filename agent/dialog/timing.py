@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class TurnTiming:
-    index: int = 0  # set when the turn is recorded
+    index: int = -1  # the caller's turn number in the call (from 0); -1 until it gets one
     speech_start: float | None = None  # caller speech onset
     speech_end: float | None = None  # caller stopped talking
     turn_end: float | None = None  # end of turn decided
@@ -45,10 +45,10 @@ class TurnTiming:
         return {k: max(b - a, 0.0) for k, (a, b) in spans.items() if a is not None and b is not None}
 
     def as_log(self) -> dict[str, object]:
-        d = {
-            k: v
-            for k, v in asdict(self).items()
-            if isinstance(v, str | bool | int) and not isinstance(v, float)
+        # The stamps are monotonic times (meaningless in a log): only texts, flags and intervals.
+        d: dict[str, object] = {
+            k: v for k, v in asdict(self).items() if isinstance(v, str | bool | int) and k != "index"
         }
+        d["turn"] = self.index
         d.update({f"{k}_s": round(v, 3) for k, v in self.intervals().items()})
         return d
