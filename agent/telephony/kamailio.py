@@ -57,7 +57,9 @@ def render_config(cfg: SipConfig, worker_ports: list[int], runtime: Path) -> Pat
 debug=1
 log_stderror=yes
 fork=yes
-children=2
+# One UDP worker: two may relay a call's 180 and 200 out of order (phones shrug, strict
+# UAs like SIPp abort the call); a front's signalling load is small.
+children=1
 tcp_children=2
 auto_aliases=no
 server_header="Server: {cfg.user_agent} (kamailio front)"
