@@ -234,3 +234,15 @@ def test_acknowledgement_is_heard_first_but_is_not_part_of_the_answer():
     assert t.reply_text == "We open at nine."
     said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
     assert said == ["We open at nine."]
+
+
+def test_caller_silence_counts_from_the_end_of_a_long_answer():
+    llm = FakeLLM(["This answer takes a good three seconds to say out loud."])
+    p = plan(
+        greeting="",
+        silence={"reprompt_after_s": 1, "reprompt": "Still there?", "hangup_after_s": 2.5, "goodbye": "Bye"},
+    )
+    leg = FakeLeg(np.concatenate([silence(0.3), burst(0.8)]), tail_s=12)
+    session = run(leg, p, services(llm=llm, tts=FakeTTS(seconds_per_char=0.06)))
+    said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
+    assert said == ["This answer takes a good three seconds to say out loud.", "Still there?", "Bye"]

@@ -245,6 +245,9 @@ class CallSession:
         self.reply = None
         t = r.timing
         if t is not None:
+            # The caller's silence is counted from the end of the answer to them (a long answer
+            # must not use up their time), but not from a reprompt.
+            self._last_caller = time.monotonic()
             t.reply_text, t.interrupted = heard, interrupted
             t.action = ",".join(_name(a) for a in r.actions) or ("fallback" if r.failed else "")
             if not r.user_text and not r.failed:
