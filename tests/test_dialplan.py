@@ -39,12 +39,18 @@ def test_errors_name_file_line_and_field(tmp_path):
         "match: [sales]\ntools:\n  transfer:\n    targets:\n      desk:\n        uri: http://x\n",
     )
     write(tmp_path, "c.yaml", "match: [x]\ngreting: hello\n")
+    write(
+        tmp_path,
+        "d.yaml",
+        "match: [y]\ntools:\n  transfer:\n    say: To {name}\n    targets: {a: {uri: 'sip:a@h'}}\n",
+    )
     with pytest.raises(ConfigError) as err:
         load_dialplans(tmp_path)
     text = str(err.value)
     assert f"{tmp_path / 'a.yaml'}:3: turn.end_silence_ms:" in text
     assert f"{tmp_path / 'b.yaml'}:6: tools.transfer.targets.desk.uri:" in text
     assert f"{tmp_path / 'c.yaml'}:2: greting: Extra inputs are not permitted" in text
+    assert f"{tmp_path / 'd.yaml'}:4: tools.transfer.say: Value error, the only placeholder" in text
 
 
 def test_two_defaults_no_match_and_an_empty_folder_are_errors(tmp_path):

@@ -11,7 +11,7 @@ import fnmatch
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from agent.yamlconf import ConfigError, load_yaml, validate
 
@@ -92,6 +92,15 @@ class TransferTool(_Strict):
     targets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]+$")], TransferTarget] = Field(
         min_length=1
     )
+
+    @field_validator("say")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        try:
+            v.format(target="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"the only placeholder allowed is {{target}} ({exc!r})") from None
+        return v
 
 
 class Tools(_Strict):

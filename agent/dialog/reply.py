@@ -190,7 +190,7 @@ class Reply:
                         self._stamp("tts_first_chunk")
                         await self._committed.wait()
                         self.playout.play(piece.text, piece.pcm, piece.sample_rate)
-            except EngineError as exc:  # this chunk is lost; the rest may still be spoken
+            except Exception as exc:  # any TTS crash loses this chunk; the rest may still be spoken
                 self._s.failed("tts", exc)
             finally:
                 cancel.cancel()
