@@ -40,7 +40,7 @@ from agent.dialog.services import Services  # noqa: E402
 from agent.engines.factory import load_engines  # noqa: E402
 from agent.observe import setup_logging  # noqa: E402
 from tests.peers import LOCAL, SessionAgent, baresip_call  # noqa: E402
-from tests.voices import onset_s, quiet_from_s  # noqa: E402
+from tests.voices import at_phone_level, onset_s, quiet_from_s  # noqa: E402
 
 SPEECH = ROOT.parent / "shared" / "speech"
 QUESTIONS = [  # real recorded speech (see ../shared/speech/LICENSES.md)
@@ -68,12 +68,10 @@ TOUR = {
 
 def load(rel: str) -> np.ndarray:
     pcm, rate = read_wav(SPEECH / rel)
-    pcm = resample(pcm, rate, 16000).astype(np.float32)
+    pcm = resample(pcm, rate, 16000)
     loud = np.abs(pcm) > 0.02 * np.abs(pcm).max()  # trim leading/trailing silence
     idx = np.flatnonzero(loud)
-    pcm = pcm[idx[0] : idx[-1] + 1]
-    rms = float(np.sqrt(np.mean(pcm[np.abs(pcm) > 300] ** 2)))
-    return np.clip(pcm * 3277 / rms, -32767, 32767).astype(np.int16)  # about -20 dBFS
+    return at_phone_level(pcm[idx[0] : idx[-1] + 1])
 
 
 def pct(values: list[float]) -> dict[str, float]:

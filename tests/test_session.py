@@ -13,6 +13,7 @@ from agent.dialog.session import CallSession
 from agent.dialog.tools import Transfer
 from agent.engines.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from tests.fakeleg import RATE, FakeLeg
+from tests.voices import silence
 
 TOOLS = {
     "hangup": {"goodbye": "Bye now.", "phrases": ["goodbye"]},
@@ -34,10 +35,6 @@ def burst(seconds: float, db: float = -20.0, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(int(seconds * RATE)) * 32768 * 10 ** (db / 20)
     return np.clip(x, -32767, 32767).astype(np.int16)
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE), np.int16)
 
 
 def services(

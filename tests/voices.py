@@ -20,9 +20,14 @@ def espeak(text: str, rate: int = 16000, voice: str = "en-us", wpm: int = 160) -
             ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out), text], check=True, timeout=30
         )
         pcm, r = read_wav(out)
-    pcm = resample(pcm, r, rate).astype(np.float32)
-    rms = float(np.sqrt(np.mean(pcm[np.abs(pcm) > 300] ** 2)))
-    return np.clip(pcm * (3277 / max(rms, 1.0)), -32767, 32767).astype(np.int16)
+    return at_phone_level(resample(pcm, r, rate))
+
+
+def at_phone_level(pcm: np.ndarray) -> np.ndarray:
+    """Speech scaled so its active part (samples above 300) has an RMS of 3277: about -20 dBFS."""
+    x = pcm.astype(np.float32)
+    rms = float(np.sqrt(np.mean(x[np.abs(x) > 300] ** 2)))
+    return np.clip(x * (3277 / max(rms, 1.0)), -32767, 32767).astype(np.int16)
 
 
 def silence(seconds: float, rate: int = 16000) -> np.ndarray:
