@@ -58,7 +58,6 @@ class Server:
 
     async def _converse(self, plan: Dialplan, leg: CallLeg) -> None:
         assert self.services is not None  # SIP starts only once the engines are loaded
-        structlog.contextvars.bind_contextvars(dialplan=plan.name)
         await run_session(CallSession(leg, plan, self.services, metrics=self.metrics))
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -82,10 +82,11 @@ class CallSession:
         self._fillers: list[SpeechChunk] = []  # acknowledgements, synthesised once per call
         self._filler_turn = 0
         self._turns_started = 0
-        self._log = log.bind(dialplan=plan.name)
 
     # --- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
+        # Bound in the call's context, so the reply tasks created below log it too.
+        structlog.contextvars.bind_contextvars(dialplan=self.plan.name)
         # Warm the LLM's prompt cache with what the first turn's prompt will start with.
         opening = self.history.messages()
         if self.plan.greeting:
@@ -107,13 +108,13 @@ class CallSession:
             fillers.cancel()
             self._stop_reply(caller_left=self.state is not State.ENDED)
             self._set(State.ENDED)
-            self._log.info(
+            log.info(
                 "session ended", turns=len(self.turns), seconds=round(time.monotonic() - self._started, 1)
             )
 
     def _set(self, state: State) -> None:
         if state is not self.state:
-            self._log.info("state", state=str(state), was=str(self.state))
+            log.info("state", state=str(state), was=str(self.state))
             self.state = state
 
     def _wall(self, t_media: float) -> float:
@@ -124,7 +125,7 @@ class CallSession:
     def _on_event(self, ev: TurnEvent) -> None:
         if isinstance(ev, SpeechStarted):
             self._turn = TurnTiming(speech_start=self._wall(ev.t))
-            self._log.info("speech started", t=round(ev.t, 2))
+            log.info("speech started", t=round(ev.t, 2))
         elif self._closing or self.state is State.TRANSFERRING:
             return
         elif isinstance(ev, SpeechPaused):
@@ -135,17 +136,17 @@ class CallSession:
             if self.reply is not None and not self.reply.committed:
                 self.reply.cancel()
                 self.reply = None
-                self._log.info("speculation dropped: caller went on")
+                log.info("speculation dropped: caller went on")
         elif isinstance(ev, TurnEnded):
             self._on_turn_end(ev)
 
     def _on_turn_end(self, ev: TurnEnded) -> None:
         now = time.monotonic()
         self._last_caller = now
-        self._log.info("speech stopped", t=round(ev.t_speech_end, 2), seconds=round(len(ev.audio) / 16000, 2))
+        log.info("speech stopped", t=round(ev.t_speech_end, 2), seconds=round(len(ev.audio) / 16000, 2))
         if self.reply is not None and self.reply.committed:
             # Too short to barge in (a cough, an "mm-hm") while the agent was busy: ignored.
-            self._log.info("short sound ignored while the agent talks")
+            log.info("short sound ignored while the agent talks")
             return
         if self.reply is None:
             self.reply = self._reply(TurnTiming(), audio=ev.audio)
@@ -191,7 +192,7 @@ class CallSession:
     async def _tick(self) -> None:
         now = time.monotonic()
         while not self.leg.dtmf.empty():  # no DTMF menus yet: logged, so nothing goes unseen
-            self._log.info("dtmf", digit=self.leg.dtmf.get_nowait())
+            log.info("dtmf", digit=self.leg.dtmf.get_nowait())
         r = self.reply
         if r is not None and r.committed:
             if (r.playout.started or r.playout.filler_started) and self.state is State.THINKING:
@@ -228,7 +229,7 @@ class CallSession:
             r.timing.barge_in = self._wall(self.detector.onset_t)
             r.timing.audio_stopped = stopped
         turn = r.timing.index if r.timing is not None else None
-        self._log.info("barge-in", turn=turn, dropped_ms=dropped * 1000 // self.leg.sample_rate)
+        log.info("barge-in", turn=turn, dropped_ms=dropped * 1000 // self.leg.sample_rate)
         if self.metrics is not None:
             self.metrics.barge_ins.inc()
         self._finish_reply(r, interrupted=True)
@@ -253,7 +254,7 @@ class CallSession:
             if not r.user_text and not r.failed:
                 t.action = "ignored"  # noise, or nothing Whisper could make words of
             self.turns.append(t)
-            self._log.info("turn record", **t.as_log())
+            log.info("turn record", **t.as_log())
             if self.metrics is not None:
                 for name, seconds in t.intervals().items():
                     if name in TURN_INTERVALS:
@@ -289,13 +290,13 @@ class CallSession:
     async def _transfer(self, t: Transfer) -> None:
         self._set(State.TRANSFERRING)
         self.transfers.append(t)
-        self._log.info("transfer requested", target=t.target, uri=t.uri)
+        log.info("transfer requested", target=t.target, uri=t.uri)
         done = False
         if self.on_transfer is not None:
             try:
                 done = await self.on_transfer(t)
             except Exception:
-                self._log.exception("transfer failed", target=t.target)
+                log.exception("transfer failed", target=t.target)
         if done:
             if self.metrics is not None:
                 self.metrics.calls.labels(self.leg.info.transport, "transferred").inc()
@@ -309,17 +310,17 @@ class CallSession:
         if self._closing or self.state is State.ENDED:
             return
         if now - self._started >= self.plan.max_duration_s:
-            self._log.info("time limit reached", seconds=self.plan.max_duration_s)
+            log.info("time limit reached", seconds=self.plan.max_duration_s)
             self._close(self.plan.time_limit)
             return
         if self.reply is not None or self.detector.in_speech or self.state is not State.LISTENING:
             return
         silence = self.plan.silence
         if now - self._last_caller >= silence.hangup_after_s:
-            self._log.info("caller silent: hanging up", seconds=silence.hangup_after_s)
+            log.info("caller silent: hanging up", seconds=silence.hangup_after_s)
             self._close(silence.goodbye)
         elif now - max(self._last_caller, self._last_agent) >= silence.reprompt_after_s:
-            self._log.info("caller silent: reprompt")
+            log.info("caller silent: reprompt")
             self._say(silence.reprompt)
 
     def _close(self, line: str) -> None:
