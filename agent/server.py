@@ -58,7 +58,10 @@ class Server:
 
     async def _converse(self, plan: Dialplan, leg: CallLeg) -> None:
         assert self.services is not None  # SIP starts only once the engines are loaded
-        await run_session(CallSession(leg, plan, self.services, metrics=self.metrics))
+        session = CallSession(
+            leg, plan, self.services, metrics=self.metrics, on_transfer=lambda t: leg.transfer(t.uri)
+        )
+        await run_session(session)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready = models loaded, SIP bound (when enabled) and a call slot free."""

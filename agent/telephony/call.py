@@ -65,6 +65,10 @@ class CallLeg(Protocol):
         """End the call (BYE); returns when the transport has taken the request."""
         ...
 
+    async def transfer(self, uri: str) -> bool:
+        """Hand the caller to `uri` (SIP: blind transfer by REFER). False if it cannot."""
+        ...
+
 
 CallHandler = Callable[[CallLeg], Awaitable[None]]
 Router = Callable[[CallInfo], CallHandler | None]
@@ -112,6 +116,9 @@ class BridgedLeg:
 
     async def _request_hangup(self) -> None:
         raise NotImplementedError
+
+    async def transfer(self, uri: str) -> bool:
+        return False  # transports that can transfer override this
 
 
 async def run_call(leg: BridgedLeg, handler: CallHandler) -> bool:

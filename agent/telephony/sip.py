@@ -101,6 +101,26 @@ class SipEndpoint:
         with contextlib.suppress(RuntimeError, pj.Error):
             await self._thread.call(do)
 
+    async def transfer(self, pj_call_id: int, uri: str, timeout_s: float = 10.0) -> int:
+        """Blind transfer (REFER): the SIP status the transferee reported (0 if none came in time)."""
+        assert self._loop is not None
+        result: asyncio.Future[int] = self._loop.create_future()
+
+        def do() -> None:
+            call = self._calls.get(pj_call_id)
+            if call is None:
+                raise RuntimeError("the call has ended")
+            call.on_transfer_status = lambda code: self.post(_settle, result, code)
+            call.xfer(uri, pj.CallOpParam(True))
+
+        try:
+            await self._thread.call(do)
+            return await asyncio.wait_for(result, timeout_s)
+        except (RuntimeError, pj.Error, TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, pj.Error) else str(exc) or "no final NOTIFY in time"
+            log.warning("transfer failed", uri=uri, error=reason)
+            return 0
+
     @property
     def registered(self) -> bool | None:
         """None without registration; else whether the registrar accepted us."""
@@ -290,6 +310,11 @@ class SipEndpoint:
         if call.leg is not None:
             self.post(self._on_leg_ended, call.leg, code, reason)
         self._reap.append(call.getId())
+
+
+def _settle(fut: asyncio.Future[int], code: int) -> None:
+    if not fut.done():
+        fut.set_result(code)
 
 
 def _request_uri(message: str) -> str:

@@ -93,6 +93,7 @@ class SipCall(pj.Call):
         self.leg: SipLeg | None = None
         self.port: FramePort | None = None
         self.counted = False  # holds a slot of the call limiter
+        self.on_transfer_status: Callable[[int], None] | None = None  # set by a pending REFER
 
     def respond(self, code: int, reason: str = "") -> None:
         prm = pj.CallOpParam()
@@ -153,6 +154,16 @@ class SipCall(pj.Call):
                  jb_delay_ms=jb.avgDelayMsec, jb_discarded=jb.discard)  # fmt: skip
 
     @guarded
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        # NOTIFYs of our REFER: 202 first, then the transferee's call progress; report the final one.
+        log.info("transfer status", code=prm.statusCode, reason=prm.reason, final=prm.finalNotify)
+        done = prm.finalNotify or (prm.statusCode >= 200 and prm.statusCode != 202)
+        if done and self.on_transfer_status is not None:
+            self.on_transfer_status(prm.statusCode)
+            self.on_transfer_status = None
+            prm.cont = False
+
+    @guarded
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         if self.leg is not None:
             self.endpoint.post(self.leg.dtmf.put_nowait, prm.digit)
@@ -174,3 +185,9 @@ class SipLeg(BridgedLeg):
 
     async def _request_hangup(self) -> None:
         await self._endpoint.hangup(self._pj_call_id)
+
+    async def transfer(self, uri: str) -> bool:
+        """Blind transfer (REFER); True once the caller reports the new call answered."""
+        code = await self._endpoint.transfer(self._pj_call_id, uri)
+        log.info("transfer result", call_id=self.info.call_id, uri=uri, code=code)
+        return 200 <= code < 300
