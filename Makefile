@@ -56,6 +56,7 @@ check: setup
 bench: setup
 	$(BIN)/python benchmarks/engines.py
 	$(BIN)/python benchmarks/turns.py
+	$(BIN)/python benchmarks/webrtc.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -94,8 +95,27 @@ class SipConfig(_Section):
 
 class HttpConfig(_Section):
     enabled: bool = True
-    host: str = "127.0.0.1"  # health, readiness, metrics (and the WebRTC widget later)
+    host: str = "127.0.0.1"  # health, readiness, metrics, the WebRTC widget and its signaling
     port: int = Field(8080, ge=0, le=65535)
+
+
+class WebRtcConfig(_Section):
+    """Calls from web pages: the widget POSTs an SDP offer to the HTTP server (needs http)."""
+
+    enabled: bool = True
+    to_user: str = Field("web", pattern=r"^[A-Za-z0-9_.+-]{1,64}$")  # routed like a SIP user
+    ice_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])  # host candidates; []: all
+    cors_origins: list[str] = Field(default_factory=list)  # other sites that may embed; []: same origin
+    max_offer_bytes: int = Field(32768, ge=1024, le=1048576)
+    connect_timeout_s: float = Field(15.0, gt=0, le=120)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for o in v:
+            if o != "*" and not re.fullmatch(r"https?://[^/\s]+", o):
+                raise ValueError(f"{o!r} is not an origin like https://example.com (scheme://host[:port])")
+        return v
 
 
 class DialplansConfig(_Section):
@@ -120,6 +140,7 @@ class Config(_Section):
     tts: TTSConfig = TTSConfig()
     sip: SipConfig = SipConfig()
     http: HttpConfig = HttpConfig()
+    webrtc: WebRtcConfig = WebRtcConfig()
     dialplans: DialplansConfig = DialplansConfig()
     log: LogConfig = LogConfig()
 

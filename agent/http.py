@@ -1,8 +1,10 @@
-"""The agent's HTTP side: health, readiness and Prometheus metrics (WebRTC signaling joins later)."""
+"""The agent's HTTP side: health, readiness, Prometheus metrics, the web widget's files, and
+whatever routes other parts add (WebRTC signaling)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -12,6 +14,7 @@ from agent.metrics import Metrics
 
 log = structlog.get_logger("http")
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+WEB = Path(__file__).parent / "web"  # the widget and its demo page
 
 
 class HttpServer:
@@ -25,6 +28,18 @@ class HttpServer:
         self.app.router.add_get("/metrics", self._metrics_handler)
         self._runner: web.AppRunner | None = None
 
+    def add_routes(self, routes: list[web.RouteDef]) -> None:
+        """More endpoints; before start()."""
+        self.app.router.add_routes(routes)
+
+    def serve_widget(self) -> None:
+        """The demo page at / and the widget's files beside it."""
+        self.app.router.add_get("/", self._index)
+        self.app.router.add_static("/widget/", WEB)
+
+    async def _index(self, _: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB / "index.html")
+
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
@@ -35,7 +50,7 @@ class HttpServer:
         log.info(
             "http listening",
             address=f"{self.host}:{self.port}",
-            endpoints=["/healthz", "/readyz", "/metrics"],
+            endpoints=sorted({r.resource.canonical for r in self.app.router.routes() if r.resource}),
         )
 
     async def stop(self) -> None:

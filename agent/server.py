@@ -15,9 +15,11 @@ from agent.dialog.session import CallSession, run_session
 from agent.engines.factory import Engines, load_engines, load_tts, peak_rss_mb
 from agent.http import HttpServer
 from agent.metrics import Metrics
+from agent.signaling import Signaling
 from agent.telephony.call import CallHandler, CallInfo, CallLeg
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter
+from agent.telephony.webrtc import WebRtcGateway
 
 log = structlog.get_logger("server")
 
@@ -38,6 +40,11 @@ class Server:
             if cfg.http.enabled
             else None
         )
+        self.webrtc: WebRtcGateway | None = None
+        if cfg.webrtc.enabled and self.http is not None:
+            self.webrtc = WebRtcGateway(cfg.webrtc, self.route, self.limiter, self.metrics)
+            self.http.add_routes(Signaling(cfg.webrtc, self.webrtc).routes())
+            self.http.serve_widget()
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -96,6 +103,8 @@ class Server:
 
                 self.sip = SipEndpoint(self.cfg.sip, self.route, self.limiter, self.metrics)
                 await self.sip.start()
+            if self.webrtc is not None:
+                self.webrtc.accepting = True
             self.metrics.ready.set(1)
             log.info(
                 "ready",
@@ -109,6 +118,8 @@ class Server:
             if self.services is not None:
                 self.services.close()
             self.metrics.ready.set(0)
+            if self.webrtc is not None:
+                await self.webrtc.stop()
             if self.sip is not None:
                 await self.sip.stop()
             if self.http is not None:

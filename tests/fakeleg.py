@@ -44,6 +44,7 @@ class FakeLeg:
         self._bridge: FrameBridge | None = None
         self.hung_up_at: float | None = None  # media time (s) of the agent's BYE
         self.tick = 0
+        self.events: list[dict] = []  # what a WebRTC caller's page would have been shown
 
     def _b(self) -> FrameBridge:
         if self._bridge is None:
@@ -75,6 +76,9 @@ class FakeLeg:
 
     def flush(self) -> int:
         return self._b().flush()
+
+    def notify(self, event: dict) -> None:
+        self.events.append(event)
 
     @property
     def samples_sent(self) -> int:

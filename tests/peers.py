@@ -8,9 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -443,3 +447,48 @@ class SessionAgent(AgentThread):
 
     def _route(self, info: CallInfo) -> CallHandler | None:
         return self._handler  # every user
+
+
+# --- `voice-agent serve` as a subprocess ---------------------------------------------------
+@dataclass
+class ServedAgent:
+    """A running `voice-agent serve`; its JSON log lines keep arriving in `events`."""
+
+    proc: subprocess.Popen[str]
+    events: list[dict]
+
+    def stop(self, timeout_s: float = 60) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=timeout_s)
+
+    def logged(self, event: str) -> list[dict]:
+        return [e for e in self.events if e.get("event") == event]
+
+
+def serve_agent(config_yaml: str, work: Path, timeout_s: float = 180) -> ServedAgent:
+    """Start `voice-agent serve` with this config; return once it logged "ready"."""
+    cfg = work / "agent.yaml"
+    cfg.write_text(config_yaml)
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "serve", "--config", str(cfg), "--log-format", "json"],
+        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=root,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    agent = ServedAgent(proc, [])
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            with contextlib.suppress(ValueError):
+                agent.events.append(json.loads(line))
+                if agent.events[-1].get("event") == "ready":
+                    ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(timeout_s):
+        proc.kill()
+        raise RuntimeError(f"voice-agent serve did not get ready: {agent.events[-3:]}")
+    return agent

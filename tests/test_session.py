@@ -243,3 +243,16 @@ def test_caller_silence_counts_from_the_end_of_a_long_answer():
     session = run(leg, p, services(llm=llm, tts=FakeTTS(seconds_per_char=0.06)))
     said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
     assert said == ["This answer takes a good three seconds to say out loud.", "Still there?", "Bye"]
+
+
+def test_the_leg_is_told_state_and_captions_in_order():
+    """What a WebRTC page shows: states, the caller's words, the agent's sentences as heard."""
+    leg = FakeLeg(np.concatenate([silence(1.0), burst(1.0)]), tail_s=3)
+    run(leg, plan(), services(llm=FakeLLM(["We open at nine. We close at five."])))
+    captions = [(e["who"], e["text"]) for e in leg.events if e["type"] == "caption"]
+    assert captions == [("agent", "Hi."), ("caller", "what are your hours"),
+                        ("agent", "We open at nine."), ("agent", "We close at five.")]  # fmt: skip
+    states = [e["state"] for e in leg.events if e["type"] == "state"]
+    assert (
+        states[:5] == ["greeting", "listening", "thinking", "speaking", "listening"] and states[-1] == "ended"
+    )

@@ -30,6 +30,7 @@ class Playout:
     placed: list[_Placed] = field(default_factory=list)
     level_db: float | None = None  # loudest chunk's active speech level (echo gate)
     filler: tuple[int, int] | None = None  # an acknowledgement: leg samples (start, end), no text
+    shown: int = 0  # chunks already reported by `newly_playing`
 
     def play_filler(self, pcm: np.ndarray, rate: int) -> None:
         """Queue a short acknowledgement ("Okay.") before the answer: heard, but not part of it."""
@@ -70,6 +71,13 @@ class Playout:
         if self.filler is not None and self.leg.samples_sent < self.filler[1]:
             return False
         return not self.placed or self.sent >= self.placed[-1].end
+
+    def newly_playing(self) -> list[str]:
+        """Texts of chunks whose audio has started going out since the last call (captions)."""
+        sent = self.sent
+        new = [p.text for p in self.placed[self.shown :] if p.start < sent]
+        self.shown += len(new)
+        return new
 
     def heard_text(self) -> str:
         sent = self.sent

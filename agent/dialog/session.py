@@ -73,6 +73,7 @@ class CallSession:
         self.history = History(system_prompt(plan), plan.llm.history_tokens, count)
         self.turns: list[TurnTiming] = []
         self.transfers: list[Transfer] = []
+        self._captioned: Reply | None = None  # the reply whose caller words were last shown
         self.state = State.GREETING
         self.reply: Reply | None = None
         self._turn: TurnTiming | None = None  # the caller's turn in progress
@@ -87,6 +88,7 @@ class CallSession:
     async def run(self) -> None:
         # Bound in the call's context, so the reply tasks created below log it too.
         structlog.contextvars.bind_contextvars(dialplan=self.plan.name)
+        self.leg.notify({"type": "state", "state": str(self.state)})
         # Warm the LLM's prompt cache with what the first turn's prompt will start with.
         opening = self.history.messages()
         if self.plan.greeting:
@@ -116,6 +118,7 @@ class CallSession:
         if state is not self.state:
             log.info("state", state=str(state), was=str(self.state))
             self.state = state
+            self.leg.notify({"type": "state", "state": str(state)})
 
     def _wall(self, t_media: float) -> float:
         """Monotonic time of a media-clock instant (frames arrive in real time)."""
@@ -195,6 +198,7 @@ class CallSession:
             log.info("dtmf", digit=self.leg.dtmf.get_nowait())
         r = self.reply
         if r is not None and r.committed:
+            self._caption(r)
             if (r.playout.started or r.playout.filler_started) and self.state is State.THINKING:
                 self._set(State.SPEAKING)
             if r.timing is not None:
@@ -215,6 +219,15 @@ class CallSession:
             self.detector.gate_db = None
         await self._timers(now)
 
+    def _caption(self, r: Reply) -> None:
+        """Live captions for transports that show them: the caller's words once the turn is
+        committed, the agent's sentences as their audio starts."""
+        if r.user_text and self._captioned is not r:
+            self._captioned = r
+            self.leg.notify({"type": "caption", "who": "caller", "text": r.user_text})
+        for text in r.playout.newly_playing():
+            self.leg.notify({"type": "caption", "who": "agent", "text": text})
+
     def _wants_barge_in(self) -> bool:
         d = self.detector
         return not self._closing and d.in_speech and d.voiced_ms >= self.plan.turn.barge_in_min_ms
@@ -230,6 +243,7 @@ class CallSession:
             r.timing.audio_stopped = stopped
         turn = r.timing.index if r.timing is not None else None
         log.info("barge-in", turn=turn, dropped_ms=dropped * 1000 // self.leg.sample_rate)
+        self.leg.notify({"type": "barge_in"})
         if self.metrics is not None:
             self.metrics.barge_ins.inc()
         self._finish_reply(r, interrupted=True)

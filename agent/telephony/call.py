@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import structlog
@@ -69,6 +69,11 @@ class CallLeg(Protocol):
         """Hand the caller to `uri` (SIP: blind transfer by REFER). False if it cannot."""
         ...
 
+    def notify(self, event: dict[str, Any]) -> None:
+        """Show the caller's side an event (call state, captions) if the transport has a channel
+        for it (WebRTC's data channel); the others ignore it."""
+        ...
+
 
 CallHandler = Callable[[CallLeg], Awaitable[None]]
 Router = Callable[[CallInfo], CallHandler | None]
@@ -119,6 +124,9 @@ class BridgedLeg:
 
     async def transfer(self, uri: str) -> bool:
         return False  # transports that can transfer override this
+
+    def notify(self, event: dict[str, Any]) -> None:
+        pass  # transports with a side channel override this
 
 
 async def run_call(leg: BridgedLeg, handler: CallHandler) -> bool:

@@ -1,0 +1,269 @@
+"""WebRTC calls (aiortc): a browser's offer becomes a call leg like any SIP call.
+
+Audio: the browser's Opus (48 kHz) is decoded by aiortc, mixed to mono and resampled to 16 kHz
+for the session; the agent's 16 kHz frames are resampled to 48 kHz and paced at 20 ms by the
+outgoing track's own clock. A data channel ("events") carries call state and captions to the
+page, and the page's "hangup". Everything runs on the asyncio loop: no media threads here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+import structlog
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from agent.audio.frames import Framer
+from agent.audio.resample import StreamResampler
+from agent.config import WebRtcConfig
+from agent.metrics import Metrics
+from agent.telephony.call import BridgedLeg, CallInfo, Router, run_call
+from agent.telephony.limits import CallLimiter
+from agent.telephony.media import FrameBridge
+
+log = structlog.get_logger("webrtc")
+OUT_RATE = 48000
+OUT_FRAME = OUT_RATE // 50
+
+
+class OfferError(Exception):
+    """An offer we refuse; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Answer:
+    call_id: str
+    sdp: str
+
+
+def restrict_host_candidates(addresses: list[str]) -> None:
+    """Offer only these host addresses as ICE candidates (e.g. 127.0.0.1 in tests).
+
+    aioice has no option for it and skips 127.0.0.1 on its own, so its address lookup is
+    replaced, once per process, from the config: the only module-level change we make.
+    """
+    if not addresses:
+        return
+    import aioice.ice
+
+    chosen = list(addresses)
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [
+        a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
+    ]
+
+
+class AgentTrack(MediaStreamTrack):
+    """The agent's voice to the browser: one 48 kHz frame per 20 ms from the leg's bridge."""
+
+    kind = "audio"
+
+    def __init__(self, bridge: FrameBridge) -> None:
+        super().__init__()
+        self._bridge = bridge
+        self._up = StreamResampler(bridge.rate, OUT_RATE)
+        self._framer = Framer(OUT_RATE)
+        self._pending: list[np.ndarray] = []
+        self._start: float | None = None
+        self._pts = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        else:  # pace on our own clock; when the loop was late, catch up without sleeping
+            wait = self._start + self._pts / OUT_RATE - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        while not self._pending:
+            data = self._bridge.pull_outbound()
+            pcm = np.frombuffer(data, np.int16) if data else np.zeros(self._bridge.frame_samples, np.int16)
+            self._pending += self._framer.push(self._up.process(pcm))
+        frame = av.AudioFrame.from_ndarray(self._pending.pop(0).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = OUT_RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, OUT_RATE)
+        self._pts += OUT_FRAME
+        return frame
+
+
+class WebRtcLeg(BridgedLeg):
+    """The asyncio side of one browser call."""
+
+    def __init__(self, info: CallInfo, bridge: FrameBridge, pc: RTCPeerConnection) -> None:
+        super().__init__(info, bridge)
+        self.pc = pc
+        self.channel: Any = None  # the page's "events" data channel, once it opens
+        self._unsent: list[str] = []
+
+    def notify(self, event: dict[str, Any]) -> None:
+        text = json.dumps(event)
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(text)
+        else:
+            self._unsent.append(text)  # e.g. the greeting's caption before the channel opens
+
+    def on_channel(self, channel: Any) -> None:
+        self.channel = channel
+
+        def flush() -> None:
+            for text in self._unsent:
+                channel.send(text)
+            self._unsent.clear()
+
+        if channel.readyState == "open":
+            flush()
+        else:
+            channel.on("open", flush)
+
+    async def _request_hangup(self) -> None:
+        self.notify({"type": "state", "state": "ended"})
+        await asyncio.sleep(0.1)  # let the last events reach the page
+        await self.pc.close()
+
+
+async def pump_inbound(track: MediaStreamTrack, bridge: FrameBridge) -> None:
+    """Browser audio -> 16 kHz mono 20 ms frames on the bridge, until the track ends."""
+    down: StreamResampler | None = None
+    rate = 0
+    framer = Framer(bridge.rate)
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        pcm = frame.to_ndarray()
+        channels = len(frame.layout.channels)
+        mono = pcm.reshape(-1, channels).mean(axis=1).astype(np.int16) if channels > 1 else pcm.reshape(-1)
+        if frame.sample_rate != rate:
+            rate = frame.sample_rate
+            down = StreamResampler(rate, bridge.rate)
+        assert down is not None
+        for f in framer.push(down.process(mono)):
+            bridge.push_inbound(f.tobytes())
+
+
+class WebRtcGateway:
+    """Turns offers into calls: routing, the shared call limit, one peer connection per call."""
+
+    def __init__(self, cfg: WebRtcConfig, router: Router, limiter: CallLimiter, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self._router = router
+        self._limiter = limiter
+        self._metrics = metrics
+        self.legs: dict[str, WebRtcLeg] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.accepting = False  # set once the engines are loaded; before that offers get 503
+        restrict_host_candidates(cfg.ice_addresses)
+
+    async def answer(self, sdp: str, to_user: str, remote: str) -> Answer:
+        """Accept an offer: returns our answer, or raises OfferError (404, 400, 503)."""
+        if not self.accepting:
+            raise OfferError(503, "the agent is starting: try again in a moment")
+        call_id = f"web-{secrets.token_hex(6)}"
+        info = CallInfo(call_id, "webrtc", f"web:{remote}", f"web:{to_user}", to_user, remote_addr=remote)
+        handler = self._router(info)
+        if handler is None:
+            self._metrics.calls.labels("webrtc", "rejected_not_found").inc()
+            raise OfferError(404, f"no dialplan answers {to_user!r}")
+        if not self._limiter.try_acquire():
+            self._metrics.calls.labels("webrtc", "rejected_busy").inc()
+            raise OfferError(503, "all lines are busy: try again in a moment")
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # never a public STUN server
+        leg = WebRtcLeg(info, FrameBridge(asyncio.get_running_loop()), pc)
+        try:
+            self._wire(pc, leg)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            if not any(t.kind == "audio" for t in pc.getTransceivers()):
+                raise ValueError("the offer has no audio")
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # aiortc raises ValueError and friends for SDP it cannot use
+            await pc.close()
+            self._limiter.release()
+            raise OfferError(400, f"unusable SDP offer: {exc}") from exc
+        self.legs[call_id] = leg
+        self._metrics.calls_active.labels("webrtc").inc()
+        self._spawn(self._lifetime(leg, handler))
+        log.info("webrtc offer answered", call_id=call_id, to=to_user, remote=remote)
+        return Answer(call_id, pc.localDescription.sdp)
+
+    def _wire(self, pc: RTCPeerConnection, leg: WebRtcLeg) -> None:
+        pc.addTrack(AgentTrack(leg.bridge))
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._spawn(pump_inbound(track, leg.bridge))
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: Any) -> None:
+            leg.on_channel(channel)
+
+            @channel.on("message")
+            def on_message(message: Any) -> None:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    if json.loads(message).get("type") == "hangup":
+                        log.info("caller hung up", call_id=leg.info.call_id)
+                        self._spawn(pc.close())
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("webrtc connection", call_id=leg.info.call_id, state=pc.connectionState)
+            if pc.connectionState in ("failed", "closed"):
+                await pc.close()
+                if not leg.ended.is_set():
+                    leg.on_ended()
+
+    async def _lifetime(self, leg: WebRtcLeg, handler: Any) -> None:
+        """Wait for media, run the call, then release everything it held."""
+        pc = leg.pc
+        try:
+            deadline = time.monotonic() + self.cfg.connect_timeout_s
+            while pc.connectionState != "connected" and not leg.ended.is_set():
+                if time.monotonic() > deadline:
+                    log.warning("webrtc media never connected", call_id=leg.info.call_id)
+                    self._metrics.calls.labels("webrtc", "failed").inc()
+                    return
+                await asyncio.sleep(0.05)
+            if leg.ended.is_set():
+                return
+            self._metrics.calls.labels("webrtc", "answered").inc()
+            leg.notify({"type": "state", "state": "connected"})
+            if not await run_call(leg, handler):
+                self._metrics.calls.labels("webrtc", "failed").inc()
+        finally:
+            await pc.close()
+            if not leg.ended.is_set():
+                leg.on_ended()
+            self.legs.pop(leg.info.call_id, None)
+            self._limiter.release()
+            self._metrics.calls_active.labels("webrtc").dec()
+            self._metrics.call_duration.labels("webrtc").observe(time.time() - leg.info.started_at)
+            log.info("webrtc call ended", call_id=leg.info.call_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self, grace_s: float = 3.0) -> None:
+        """Hang up every browser call and wait for them to end."""
+        for leg in list(self.legs.values()):
+            await leg.hangup()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace_s)
