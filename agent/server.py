@@ -64,7 +64,7 @@ class Server:
         return converse
 
     async def _converse(self, plan: Dialplan, leg: CallLeg) -> None:
-        assert self.services is not None  # SIP starts only once the engines are loaded
+        assert self.services is not None  # SIP and WebRTC take calls only once the engines are loaded
         session = CallSession(
             leg, plan, self.services, metrics=self.metrics, on_transfer=lambda t: leg.transfer(t.uri)
         )

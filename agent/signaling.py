@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
@@ -30,7 +31,8 @@ class Signaling:
     def _cors(self, request: web.Request) -> dict[str, str] | None:
         """Headers for an allowed request; None when its origin is not allowed."""
         origin = request.headers.get("Origin")
-        if origin is None or origin == f"{request.scheme}://{request.host}":
+        # Same origin by host: behind a TLS proxy the page is https while we see http.
+        if origin is None or urlsplit(origin).netloc == request.host:
             return {}  # same origin (or not a browser): no CORS needed
         if "*" in self.cfg.cors_origins or origin in self.cfg.cors_origins:
             return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}

@@ -145,12 +145,13 @@ class _Caller:
             if turn.delay_s:
                 await asyncio.sleep(turn.delay_s)
             if turn.silence_s is not None:
-                tlog.start_s = self.now()
+                tlog.start_s = round(self.now(), 4)
                 await asyncio.sleep(turn.silence_s)
-                tlog.end_s = self.now()
+                tlog.end_s = round(self.now(), 4)
             else:
                 job = self.tx.dtmf(turn.dtmf) if turn.dtmf is not None else self.tx.say(pcm)
-                tlog.start_s, tlog.end_s = await job
+                start, end = await job
+                tlog.start_s, tlog.end_s = round(start, 4), round(end, 4)
             ref = tlog.end_s
             log.debug("turn done", turn=tlog.index, start=tlog.start_s, end=tlog.end_s)
         if self.sc.expect.agent_hangs_up:

@@ -74,7 +74,6 @@ class SipUA(asyncio.DatagramProtocol):
         self._remote_target = target
         self._routes: list[str] = []
         self._pending: dict[int, asyncio.Future[SipMessage]] = {}  # by CSeq number
-        self._invite: SipMessage | None = None
         self._ack: bytes | None = None
         self._provisional: set[int] = set()  # CSeqs that got a 1xx: no more retransmissions
 
@@ -97,7 +96,6 @@ class SipUA(asyncio.DatagramProtocol):
         """Send the INVITE; return the 2xx (ACKed). Raises CallFailed on any other outcome."""
         self.local_sdp = sdp
         req = self._request("INVITE", self.target, [("content-type", "application/sdp")], sdp)
-        self._invite = req
         final = await self._transact(req, timeout_s)
         if final is None:
             raise CallFailed(f"no answer to INVITE within {timeout_s:.0f} s")
@@ -123,14 +121,13 @@ class SipUA(asyncio.DatagramProtocol):
         await self._transact(self._request("BYE", self._remote_target), timeout_s)
 
     def _request(
-        self, method: str, uri: str, extra=(), body: str = "", cseq: int | None = None
+        self, method: str, uri: str, extra=(), body: str = "", cseq: int | None = None, branch: str = ""
     ) -> SipMessage:
+        """A request in our dialog; a new transaction (branch) unless one is given."""
         if cseq is None:
             self._cseq += 1
             cseq = self._cseq
-        branch = f"z9hG4bK{sipmsg.new_token()}"
-        if method == "ACK" and self._invite is not None and self._to_tag == "":
-            branch = self._invite.get("via").split("branch=")[1].split(";")[0]
+        branch = branch or f"z9hG4bK{sipmsg.new_token()}"
         to = f"<{self.target}>" + (f";tag={self._to_tag}" if self._to_tag else "")
         headers = [
             ("via", f"SIP/2.0/UDP {self.local_host}:{self._local_port};branch={branch};rport"),
@@ -172,8 +169,10 @@ class SipUA(asyncio.DatagramProtocol):
             self._pending.pop(req.cseq[0], None)
 
     def _ack_failure(self, invite: SipMessage, final: SipMessage) -> None:
+        # The ACK of a failure belongs to the INVITE's transaction: same branch (RFC 3261 17.1.1.3).
         self._to_tag = sipmsg.tag_of(final.get("to"))
-        ack = self._request("ACK", self.target, cseq=invite.cseq[0])
+        branch = invite.get("via").split("branch=")[1].split(";")[0]
+        ack = self._request("ACK", self.target, cseq=invite.cseq[0], branch=branch)
         self._send_raw(ack.encode(), (self.host, self.port))
 
     def _next_hop(self) -> tuple[str, int]:

@@ -168,6 +168,18 @@ def test_barge_in_and_transfer_calls_against_our_agent(tmp_path, agent):
     assert json.loads((out / "summary.json").read_text())["latency"]["barge_in_stop_ms"]["n"] >= 1
 
 
+def test_a_small_load_against_our_agent_reports_percentiles_and_every_call(tmp_path, agent):
+    out = tmp_path / "load"
+    proc = callsim("load", str(SCENARIOS / "question.yaml"), "--target", agent, "--calls", "4",
+                   "--concurrency", "2", "--ramp", "1", "--out", str(out))  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["calls"] == 4 and summary["passed"] + summary["failed"] == 4 and not summary["errors"]
+    v2v = summary["latency"]["voice_to_voice_ms"]
+    assert v2v["n"] == 4 and 0 < v2v["p50"] <= v2v["p95"] <= v2v["max"] < 6000, v2v
+    assert len(list((out / "calls").glob("*/result.json"))) == 4 and (out / "report.html").exists()
+
+
 _COUNT_PIXELS = """async () => {
   const svg = document.querySelector('svg.timeline');
   const box = svg.getBoundingClientRect();

@@ -147,9 +147,11 @@ async def pump_inbound(track: MediaStreamTrack, bridge: FrameBridge) -> None:
             frame = await track.recv()
         except MediaStreamError:
             return
-        pcm = frame.to_ndarray()
+        pcm = frame.to_ndarray()  # packed: (1, samples * channels); planar: (channels, samples)
         channels = len(frame.layout.channels)
-        mono = pcm.reshape(-1, channels).mean(axis=1).astype(np.int16) if channels > 1 else pcm.reshape(-1)
+        if channels > 1:
+            pcm = pcm.mean(axis=0) if frame.format.is_planar else pcm.reshape(-1, channels).mean(axis=1)
+        mono = pcm.reshape(-1).astype(np.int16)
         if frame.sample_rate != rate:
             rate = frame.sample_rate
             down = StreamResampler(rate, bridge.rate)
