@@ -95,7 +95,8 @@ def prepare_audio(sc: Scenario, rate: int) -> list[np.ndarray | None]:
     return out
 
 
-def _label(turn: Turn) -> str:
+def turn_label(turn: Turn) -> str:
+    """How a turn is shown in reports: its words, its WAV names, its digits or its silence."""
     if turn.say is not None:
         return turn.say
     if turn.wav is not None:
@@ -167,7 +168,7 @@ async def place_call(
     in `rec.error`), so a load run always counts them."""
     codec = make_codec(sc.line.codec)
     rec = CallRecording(sc.name, target, codec.name, codec.rate, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    rec.turns = [TurnLog(i, t.kind, _label(t), t.wait) for i, t in enumerate(sc.turns)]
+    rec.turns = [TurnLog(i, t.kind, turn_label(t), t.wait) for i, t in enumerate(sc.turns)]
     audio = await asyncio.to_thread(prepare_audio, sc, codec.rate)
     loop = asyncio.get_running_loop()
     ua = SipUA(target, local_host)

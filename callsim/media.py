@@ -45,13 +45,11 @@ class Track:
     def __init__(self, rate: int, max_s: float) -> None:
         self.rate = rate
         self.pcm = np.zeros(int((max_s + 5) * rate), np.int16)
-        self.end = 0
 
     def write(self, pos: int, pcm: np.ndarray) -> None:
         if pos < 0 or pos + len(pcm) > len(self.pcm):
             return  # before the answer (early media) or past the call's time limit
         self.pcm[pos : pos + len(pcm)] = pcm
-        self.end = max(self.end, pos + len(pcm))
 
     def audio(self, length: int) -> np.ndarray:
         return self.pcm[:length].copy()
@@ -65,7 +63,6 @@ class AgentListener:
         self.vad = vad
         self.origin = origin
         self.last_voice: float = -1.0  # call time of the latest voiced VAD window
-        self.voice_started: float = -1.0  # start of the current voiced run
         self._anchor: int | None = None  # track position minus RTP timestamp, in samples
         self._voice_changed = asyncio.Event()
 
@@ -80,10 +77,7 @@ class AgentListener:
         pos = ts + self._anchor
         self.track.write(pos, pcm)
         if self.vad.process(pcm) >= 0.5:
-            now = (pos + len(pcm)) / rate
-            if now - self.last_voice > 0.3:
-                self.voice_started = now - len(pcm) / rate
-            self.last_voice = now
+            self.last_voice = (pos + len(pcm)) / rate
             self._voice_changed.set()
 
     async def wait_voice_after(self, t: float, timeout_s: float) -> bool:

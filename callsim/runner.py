@@ -15,7 +15,7 @@ import structlog
 from agent.engines.stt import STTEngine
 from agent.engines.vad import VADEngine
 from callsim.analysis import analyse
-from callsim.call import CallRecording, TurnLog, place_call
+from callsim.call import CallRecording, TurnLog, place_call, turn_label
 from callsim.report import write_report
 from callsim.scenario import Scenario
 
@@ -52,10 +52,7 @@ def _failed(sc: Scenario, target: str, error: str) -> CallRecording:
     rec = CallRecording(
         sc.name, target, sc.line.codec, 8000, time.strftime("%Y-%m-%dT%H:%M:%S%z"), error=error
     )
-    rec.turns = [
-        TurnLog(i, t.kind, t.say or t.dtmf or str(t.wav or t.silence_s), t.wait, skipped=error)
-        for i, t in enumerate(sc.turns)
-    ]
+    rec.turns = [TurnLog(i, t.kind, turn_label(t), t.wait, skipped=error) for i, t in enumerate(sc.turns)]
     return rec
 
 
