@@ -18,6 +18,7 @@ from agent.engines.vad import VADEngine
 from agent.wer import normalize
 from callsim.call import CallRecording, TurnLog
 from callsim.scenario import Scenario, TextExpect
+from callsim.voice import block_db
 
 RATE = 16000
 STOP_WINDOW_S = 3.0  # a barge-in the agent has not yielded to within this is "did not stop"
@@ -51,14 +52,14 @@ def speech_segments(pcm: np.ndarray, vad: VADEngine, rate: int = RATE) -> list[S
             merged[-1][1] = e
         else:
             merged.append([s, e])
-    return [_refine(pcm, rate, s, e, step) for s, e in merged if e - s >= MIN_SEGMENT_S]
+    db = block_db(pcm, rate // 200)  # 5 ms blocks, once for the whole channel
+    floor = float(np.percentile(db, 10)) if db.size else 0.0
+    return [_refine(db, floor, s, e, step) for s, e in merged if e - s >= MIN_SEGMENT_S]
 
 
-def _refine(pcm: np.ndarray, rate: int, start: float, end: float, step: float) -> Seg:
+def _refine(db: np.ndarray, floor: float, start: float, end: float, step: float) -> Seg:
     """Snap a VAD segment's edges to the first/last loud 5 ms block near them. Silero's voiced
     windows lag the sound: up to a window at the start, more at the end (its state decays)."""
-    db = _block_db(pcm, rate // 200)
-    floor = float(np.percentile(db, 10)) if db.size else 0.0
     lo, hi = int(start * 200), int(end * 200)
     seg_peak = float(db[lo:hi].max()) if hi > lo else 0.0
     thresh = max(floor + 10, seg_peak - 35)
@@ -71,12 +72,6 @@ def _refine(pcm: np.ndarray, rate: int, start: float, end: float, step: float) -
     if loud.size:
         end = (e_from + loud[-1] + 1) / 200
     return round(float(start), 4), round(float(end), 4)
-
-
-def _block_db(pcm: np.ndarray, block: int) -> np.ndarray:
-    n = len(pcm) // block
-    x = pcm[: n * block].astype(np.float32).reshape(n, block)
-    return 10 * np.log10(np.mean(x**2, axis=1) + 1.0)
 
 
 def analyse(rec: CallRecording, sc: Scenario, vad: VADEngine, stt: STTEngine) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import time
-import wave
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,16 +69,6 @@ class CallRecording:
         write_wav(folder / "call.wav", np.stack([self.caller, self.agent], axis=1), self.rate)
         meta = {k: v for k, v in asdict(self).items() if k not in ("caller", "agent")}
         (folder / "call.json").write_text(json.dumps(meta, indent=1))
-
-    @classmethod
-    def load(cls, folder: Path) -> CallRecording:
-        meta = json.loads((folder / "call.json").read_text())
-        meta["turns"] = [TurnLog(**t) for t in meta["turns"]]
-        rec = cls(**meta)
-        with wave.open(str(folder / "call.wav")) as w:
-            both = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2)
-        rec.caller, rec.agent = both[:, 0].copy(), both[:, 1].copy()
-        return rec
 
 
 def prepare_audio(sc: Scenario, rate: int) -> list[np.ndarray | None]:

@@ -41,7 +41,6 @@ class DialogEvents:
     ended_at: float | None = None
     ended_by: str = ""  # "caller" | "agent"
     transfers: list[Transfer] = field(default_factory=list)
-    dtmf_info: list[str] = field(default_factory=list)
 
 
 def parse_target(uri: str) -> tuple[str, str, int]:
@@ -227,11 +226,7 @@ class SipUA(asyncio.DatagramProtocol):
             )
         elif method == "REFER":
             self._on_refer(req, addr)
-        elif method == "INFO":
-            if m := re.search(r"Signal=\s*(\S)", req.body):
-                self.events.dtmf_info.append(m.group(1))
-            self._reply(req, addr, 200, "OK")
-        elif method in ("OPTIONS", "NOTIFY", "UPDATE"):
+        elif method in ("INFO", "OPTIONS", "NOTIFY", "UPDATE"):
             self._reply(req, addr, 200, "OK")
         else:
             self._reply(req, addr, 501, "Not Implemented")

@@ -74,15 +74,20 @@ def trim(pcm: np.ndarray, rate: int) -> np.ndarray:
 def speech_bounds(pcm: np.ndarray, rate: int, floor_db: float = 40.0) -> tuple[int, int]:
     """First and past-last sample of the sound: 5 ms blocks within `floor_db` of the loudest."""
     block = rate // 200
-    n = len(pcm) // block
-    if n == 0:
+    db = block_db(pcm, block)
+    if db.size == 0:
         return 0, 0
-    x = pcm[: n * block].astype(np.float32).reshape(n, block)
-    db = 10 * np.log10(np.mean(x**2, axis=1) + 1.0)
     loud = np.flatnonzero(db > max(db.max() - floor_db, 20.0))  # 20 dB: |x| ~ 10 LSB
     if loud.size == 0:
         return 0, 0
     return int(loud[0] * block), int((loud[-1] + 1) * block)
+
+
+def block_db(pcm: np.ndarray, block: int) -> np.ndarray:
+    """Energy of each whole block of `block` samples, in dB over 1 LSB²."""
+    n = len(pcm) // block
+    x = pcm[: n * block].astype(np.float32).reshape(n, block)
+    return 10 * np.log10(np.mean(x**2, axis=1) + 1.0)
 
 
 def add_noise(pcm: np.ndarray, noise_rms: float, rng: np.random.Generator) -> np.ndarray:
