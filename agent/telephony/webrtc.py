@@ -109,6 +109,7 @@ class WebRtcLeg(BridgedLeg):
         super().__init__(info, bridge)
         self.pc = pc
         self.channel: Any = None  # the page's "events" data channel, once it opens
+        self.connected = asyncio.Event()  # ICE and DTLS are up: media flows
         self._unsent: list[str] = []
 
     def notify(self, event: dict[str, Any]) -> None:
@@ -226,7 +227,9 @@ class WebRtcGateway:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             log.info("webrtc connection", call_id=leg.info.call_id, state=pc.connectionState)
-            if pc.connectionState in ("failed", "closed"):
+            if pc.connectionState == "connected":
+                leg.connected.set()
+            elif pc.connectionState in ("failed", "closed"):
                 await pc.close()
                 if not leg.ended.is_set():
                     leg.on_ended()
@@ -235,14 +238,18 @@ class WebRtcGateway:
         """Wait for media, run the call, then release everything it held."""
         pc = leg.pc
         try:
-            deadline = time.monotonic() + self.cfg.connect_timeout_s
-            while pc.connectionState != "connected" and not leg.ended.is_set():
-                if time.monotonic() > deadline:
-                    log.warning("webrtc media never connected", call_id=leg.info.call_id)
-                    self._metrics.calls.labels("webrtc", "failed").inc()
-                    return
-                await asyncio.sleep(0.05)
+            up = asyncio.ensure_future(leg.connected.wait())
+            gone = asyncio.ensure_future(leg.ended.wait())
+            await asyncio.wait(
+                {up, gone}, timeout=self.cfg.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            up.cancel()
+            gone.cancel()
             if leg.ended.is_set():
+                return
+            if not leg.connected.is_set():
+                log.warning("webrtc media never connected", call_id=leg.info.call_id)
+                self._metrics.calls.labels("webrtc", "failed").inc()
                 return
             self._metrics.calls.labels("webrtc", "answered").inc()
             leg.notify({"type": "state", "state": "connected"})
