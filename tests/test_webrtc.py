@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from agent.signaling import OFFER_PATH, Signaling
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter
 from agent.telephony.webrtc import WebRtcGateway
+from tests.peers import netns_available
 from tests.voices import espeak, silence
 from tests.webrtc_client import webrtc_call
 
@@ -152,13 +152,6 @@ def _frame_peaks(pcm: np.ndarray, n: int) -> np.ndarray:
     return np.abs(pcm[: len(pcm) // n * n].astype(np.int32)).reshape(-1, n).max(axis=1)
 
 
-def _netns() -> bool:
-    return (
-        shutil.which("unshare") is not None
-        and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
-    )
-
-
 @pytest.mark.models
 def test_the_widget_in_chromium_calls_the_agent_with_captions_and_audio(tmp_path):
     """The acceptance run: denied microphone, then a call with a question read by a fake mic."""
@@ -171,7 +164,7 @@ def test_the_widget_in_chromium_calls_the_agent_with_captions_and_audio(tmp_path
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(ROOT / "tests/webrtc_browser.py"), str(ARTIFACTS), str(mic)]
     env = {**os.environ}
-    if _netns():
+    if netns_available():
         cmd, env["VOICE_AGENT_NETNS"] = ["unshare", "-n", *cmd], "1"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -10,6 +10,9 @@ import numpy as np
 
 from agent.audio.resample import resample
 from agent.audio.wav import read_wav
+from callsim.voice import at_phone_level  # speech scaled to about -20 dBFS (RMS 3277)
+
+__all__ = ["at_phone_level", "espeak", "onset_s", "quiet_from_s", "silence"]
 
 
 def espeak(text: str, rate: int = 16000, voice: str = "en-us", wpm: int = 160) -> np.ndarray:
@@ -21,13 +24,6 @@ def espeak(text: str, rate: int = 16000, voice: str = "en-us", wpm: int = 160) -
         )
         pcm, r = read_wav(out)
     return at_phone_level(resample(pcm, r, rate))
-
-
-def at_phone_level(pcm: np.ndarray) -> np.ndarray:
-    """Speech scaled so its active part (samples above 300) has an RMS of 3277: about -20 dBFS."""
-    x = pcm.astype(np.float32)
-    rms = float(np.sqrt(np.mean(x[np.abs(x) > 300] ** 2)))
-    return np.clip(x * (3277 / max(rms, 1.0)), -32767, 32767).astype(np.int16)
 
 
 def silence(seconds: float, rate: int = 16000) -> np.ndarray:
