@@ -75,6 +75,8 @@ def _as_worker(cfg: Config, spec: str) -> Config:
         # One registration for the whole cluster, with the front's address as Contact.
         "registration": sip.registration if first else None,
         "contact": f"<sip:agent@{front}>" if first and sip.registration else None,
+        # Every INVITE comes from the front: per-source limits belong there, not here.
+        "limits": sip.limits.model_copy(update={"trusted": [*sip.limits.trusted, "127.0.0.1/32"]}),
     }
     http = cfg.http.model_copy(update={"port": cfg.http.port + 1 + index if cfg.http.port else 0})
     return cfg.model_copy(update={"sip": sip.model_copy(update=update), "http": http})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -73,6 +74,28 @@ class RegistrationConfig(_Section):
     retry_s: int = Field(30, ge=5, le=3600)  # wait after a failed registration
 
 
+class SipLimitsConfig(_Section):
+    """How fast new calls are taken (see agent/telephony/admission.py for why this also keeps
+    pjsip alive under an INVITE flood)."""
+
+    calls_per_s: float = Field(8.0, gt=0, le=100)  # new calls answered, all sources together
+    burst: int = Field(8, ge=1, le=100)
+    per_source_calls_per_s: float = Field(2.0, gt=0, le=100)  # from one IP address
+    per_source_burst: int = Field(6, ge=1, le=100)
+    trusted: list[str] = Field(default_factory=list)  # CIDRs without a per-source limit (a PBX, the front)
+    reject_hold_ms: int = Field(500, ge=100, le=5000)  # a rejected INVITE keeps its slot this long
+
+    @field_validator("trusted")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an address or CIDR like 192.0.2.0/24") from None
+        return v
+
+
 class SipConfig(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"  # bind address
@@ -91,6 +114,7 @@ class SipConfig(_Section):
     user_agent: str = "voice-agent"
     log_level: int = Field(1, ge=0, le=6)  # pjsip's own log level (1 errors .. 5 trace)
     registration: RegistrationConfig | None = None
+    limits: SipLimitsConfig = SipLimitsConfig()
 
 
 class HttpConfig(_Section):

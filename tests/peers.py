@@ -202,8 +202,10 @@ def run_sipp(
     transport: str = "u1",
     background: bool = False,
     local_port: int | None = None,
+    from_ip: str = LOCAL,
 ) -> SippResult | subprocess.Popen[str]:
-    """Run SIPp against 127.0.0.1:port; returns its result (or the process if background)."""
+    """Run SIPp against 127.0.0.1:port from `from_ip` (any 127.x address: another caller);
+    returns its result (or the process if background)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "pcap").unlink(missing_ok=True)
     (workdir / "pcap").symlink_to(SIPP_PCAPS)
@@ -222,9 +224,9 @@ def run_sipp(
         "-s",
         service,
         "-i",
-        LOCAL,
+        from_ip,
         "-mi",
-        LOCAL,
+        from_ip,
         "-p",
         str(local_port or free_port()),
         "-m",

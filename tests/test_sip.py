@@ -22,6 +22,7 @@ from tests.conftest import load_16k
 from tests.peers import (
     LOCAL,
     AgentThread,
+    SippResult,
     baresip_call,
     echo_windows,
     free_port,
@@ -292,3 +293,31 @@ def test_sigterm_with_a_call_up_sends_bye_and_exits_0(tmp_path):
     assert "Assertion" not in rest
     assert sipp.returncode == 0, "SIPp must receive the agent's BYE and answer it\n" + out[-2000:]
     assert '"call ended"' in rest and '"stopped"' in rest
+
+
+def test_an_invite_flood_does_not_kill_the_endpoint_and_a_call_gets_through_after(tmp_path):
+    """150 and 400 INVITEs a second from one address used to abort pjlib (ioqueue assertion)."""
+    port = free_port()
+    out = tmp_path / "server.log"
+    with out.open("w") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.sip_echo_server", str(port)],
+            cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        assert wait_until(lambda: "ready" in out.read_text().split(), 20), out.read_text()[-2000:]
+        for rate in (150, 400):
+            flood = run_sipp(
+                tmp_path / f"flood-{rate}", "uac", port, service="echo", calls=3 * rate,
+                concurrency=3 * rate, rate=rate, timeout=20, from_ip="127.0.0.2",
+            )  # fmt: skip
+            assert isinstance(flood, SippResult)
+            assert proc.poll() is None, f"the endpoint died under {rate} INVITEs/s: {out.read_text()[-1500:]}"
+            assert flood.failed > 0 and flood.successful >= 1, "the flood is limited, not ignored"
+        after = run_sipp(tmp_path / "after", "uac_pcap", port, service="echo", from_ip="127.0.0.3")
+        assert isinstance(after, SippResult)
+        assert after.successful == 1 and after.failed == 0, after.output[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert proc.returncode == 0

@@ -18,6 +18,7 @@ import structlog
 from agent.config import SipConfig
 from agent.errors import StartupError
 from agent.metrics import Metrics
+from agent.telephony.admission import Admission, Rejection
 from agent.telephony.call import CallInfo, Router, run_call
 from agent.telephony.limits import CallLimiter
 from agent.telephony.media import FrameBridge
@@ -68,6 +69,11 @@ class SipEndpoint:
         self._reap: list[int] = []
         self._ports: list[FramePort] = []  # every port ever made (see FramePort)
         self._free_ports: list[FramePort] = []
+        lim = cfg.limits
+        self._admission = Admission(
+            lim.calls_per_s, lim.burst, lim.per_source_calls_per_s, lim.per_source_burst, lim.trusted
+        )
+        self._held: list[tuple[float, int, Rejection]] = []  # rejections answered later (see admission)
         # loop-side state
         self.legs: dict[str, SipLeg] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -217,6 +223,8 @@ class SipEndpoint:
     def _poll(self, ms: int) -> None:
         assert self._ep is not None
         self._ep.libHandleEvents(ms)
+        if self._held:
+            self._answer_held(time.monotonic())
         while self._reap:  # outside pjsua2 callbacks: safe to drop the Python objects
             call = self._calls.pop(self._reap.pop(), None)
             if call is not None and call.port is not None:
@@ -277,11 +285,17 @@ class SipEndpoint:
             to_user=uri_user(m) or uri_user(ci.localUri),
             remote_addr=prm.rdata.srcAddress,
         )
-        bound = log.bind(call_id=info.call_id, to=info.to_user, caller=info.from_uri)
+        bound = log.bind(call_id=info.call_id, to=info.to_user, caller=info.from_uri, source=info.remote_addr)
+        rejection = self._admission.check(info.remote_addr, time.monotonic())
+        if rejection is not None:
+            bound.warning("call rejected: rate", reason=rejection.reason)
+            self._count("rejected_rate")
+            self._hold(call, rejection)
+            return
         if not self._limiter.try_acquire():
             bound.warning("call rejected: busy", active=self._limiter.active)
             self._count("rejected_busy")
-            call.respond(486)
+            self._hold(call, Rejection(486, "Busy Here"))
             return
         call.counted = True
         try:
@@ -292,7 +306,7 @@ class SipEndpoint:
         if handler is None:
             bound.warning("call rejected: no route")
             self._count("rejected_not_found")
-            call.respond(404)
+            self._hold(call, Rejection(404, "Not Found"))
             return
         assert self._loop is not None
         leg = SipLeg(info, FrameBridge(self._loop), self, prm.callId)
@@ -302,6 +316,24 @@ class SipEndpoint:
         bound.info("call answered")
         self._count("answered")
         self.post(self._on_leg, leg, handler)
+
+    def _hold(self, call: SipCall, rejection: Rejection) -> None:
+        """Answer a rejected INVITE after `reject_hold_ms`: its call slot (and media transport)
+        stays taken meanwhile, so a flood cannot make pjsua open sockets faster than pjlib
+        recycles them (see agent/telephony/admission.py)."""
+        due = time.monotonic() + self.cfg.limits.reject_hold_ms / 1000
+        self._held.append((due, call.getId(), rejection))
+
+    def _answer_held(self, now: float) -> None:
+        while self._held and self._held[0][0] <= now:
+            _, pj_call_id, rejection = self._held.pop(0)
+            call = self._calls.get(pj_call_id)
+            if call is None:  # the caller gave up (CANCEL) meanwhile
+                continue
+            try:
+                call.respond(rejection.code, rejection.reason, rejection.retry_after_s)
+            except pj.Error as exc:
+                log.info("held rejection not sent", code=rejection.code, error=exc.reason)
 
     def on_disconnected(self, call: SipCall, code: int, reason: str) -> None:
         if call.counted:

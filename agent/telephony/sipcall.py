@@ -95,11 +95,15 @@ class SipCall(pj.Call):
         self.counted = False  # holds a slot of the call limiter
         self.on_transfer_status: Callable[[int], None] | None = None  # set by a pending REFER
 
-    def respond(self, code: int, reason: str = "") -> None:
+    def respond(self, code: int, reason: str = "", retry_after_s: int = 0) -> None:
         prm = pj.CallOpParam()
         prm.statusCode = code
         if reason:
             prm.reason = reason
+        if retry_after_s:
+            header = pj.SipHeader()
+            header.hName, header.hValue = "Retry-After", str(retry_after_s)
+            prm.txOption.headers.append(header)
         self.answer(prm)
 
     def end(self, code: int = 0) -> None:
