@@ -14,9 +14,12 @@ from agent.errors import StartupError
 from agent.observe import setup_logging
 from agent.yamlconf import ConfigError
 
-# Nothing may reach a model hub: every model comes from an installed package or a path.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+def _offline() -> None:
+    """Nothing may reach a model hub: every model comes from an installed package or a path.
+    Set when the command runs (not at import), before any engine library is imported."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,7 +102,7 @@ def _serve(cfg: Config, args: argparse.Namespace) -> None:
         return
     from agent.server import Server
 
-    asyncio.run(Server(cfg).run())
+    asyncio.run(Server(cfg).run())  # raises StartupError when SIP died under it (exit 2: restart)
 
 
 def _host_port(value: str, flag: str) -> tuple[str, int]:
@@ -110,6 +113,7 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _offline()
     args = _parser().parse_args(argv)
     try:
         cfg = _load(args)

@@ -100,7 +100,7 @@ class SipConfig(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"  # bind address
     port: int = Field(5060, ge=0, le=65535)  # 0: any free port
-    transports: list[Literal["udp", "tcp"]] = Field(default_factory=lambda: ["udp", "tcp"], min_length=1)
+    transports: list[Literal["udp", "tcp"]] = Field(default_factory=lambda: ["udp", "tcp"], min_length=1)  # type: ignore[arg-type]  # pydantic's stub cannot see the literals
     public_address: str | None = None  # advertised in Contact/Via and SDP (NAT, containers)
     rtp_port: int = Field(10000, ge=0, le=65535)  # first RTP port; 0: any
     rtp_port_range: int = Field(1000, ge=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
@@ -12,7 +12,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 
 def setup_logging(
-    level: str = "info", fmt: Literal["auto", "json", "console"] = "auto", stream: object = None
+    level: str = "info", fmt: Literal["auto", "json", "console"] = "auto", stream: TextIO | None = None
 ) -> None:
     """Configure structlog once, at start-up. Logs go to stderr; stdout stays for output."""
     stream = stream or sys.stderr
@@ -33,7 +33,7 @@ def setup_logging(
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         # One write() per line: lines from several processes on one pipe never interleave.
-        logger_factory=structlog.WriteLoggerFactory(file=stream),  # type: ignore[arg-type]
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (faster-whisper, piper) follow the same level.

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from agent.config import Config
 from agent.dialog.dialplan import Dialplan, load_dialplans
 from agent.dialog.services import Services
-from agent.dialog.session import CallSession, run_session
+from agent.dialog.session import CallSession
 from agent.engines.factory import Engines, load_engines, load_tts, peak_rss_mb
+from agent.errors import StartupError
 from agent.http import HttpServer
 from agent.metrics import Metrics
 from agent.signaling import Signaling
 from agent.telephony.call import CallHandler, CallInfo, CallLeg
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter
-from agent.telephony.webrtc import WebRtcGateway
+from agent.telephony.webrtc import WebRtcGateway, install_ice_address_hook
+
+if TYPE_CHECKING:  # pjsua2 is imported only when SIP is used
+    from agent.telephony.sip import SipEndpoint
 
 log = structlog.get_logger("server")
 
@@ -34,7 +38,7 @@ class Server:
         self.services: Services | None = None
         self.limiter = CallLimiter(cfg.sip.max_calls)
         self.metrics = Metrics()
-        self.sip = None
+        self.sip: SipEndpoint | None = None
         self.http = (
             HttpServer(cfg.http.host, cfg.http.port, self.metrics, self.readiness)
             if cfg.http.enabled
@@ -42,6 +46,7 @@ class Server:
         )
         self.webrtc: WebRtcGateway | None = None
         if cfg.webrtc.enabled and self.http is not None:
+            install_ice_address_hook()
             self.webrtc = WebRtcGateway(cfg.webrtc, self.route, self.limiter, self.metrics)
             self.http.add_routes(Signaling(cfg.webrtc, self.webrtc).routes())
             self.http.serve_widget()
@@ -68,11 +73,11 @@ class Server:
         session = CallSession(
             leg, plan, self.services, metrics=self.metrics, on_transfer=lambda t: leg.transfer(t.uri)
         )
-        await run_session(session)
+        await session.run()  # errors: run_call logs them and hangs up
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready = models loaded, SIP bound (when enabled) and a call slot free."""
-        sip_up = self.sip is not None and bool(self.sip.addresses)
+        sip_up = self.sip is not None and self.sip.alive and bool(self.sip.addresses)
         details: dict[str, Any] = {
             "models_loaded": self.engines is not None,
             "sip": self.sip.addresses if self.sip else None,
@@ -112,19 +117,36 @@ class Server:
                 http=f"{self.http.host}:{self.http.port}" if self.http else None,
                 peak_rss_mb=round(peak_rss_mb()),
             )
-            await self._stop.wait()
+            await self._until_stopped()
         finally:
-            log.info("stopping")
-            if self.services is not None:
-                self.services.close()
-            self.metrics.ready.set(0)
-            if self.webrtc is not None:
-                await self.webrtc.stop()
-            if self.sip is not None:
-                await self.sip.stop()
-            if self.http is not None:
-                await self.http.stop()
-            log.info("stopped")
+            await self._shutdown()
+        if self.sip is not None and self.sip.died:
+            raise StartupError("the SIP endpoint died (see the 'pjsip thread died' log line); exiting")
+
+    async def _until_stopped(self) -> None:
+        """Until SIGINT/SIGTERM, or until the SIP endpoint dies under us."""
+        waits = [asyncio.ensure_future(self._stop.wait())]
+        if self.sip is not None:
+            waits.append(asyncio.ensure_future(self.sip.failed.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _shutdown(self) -> None:
+        """Calls first (hung up, their sessions ended), then the engines they used, then HTTP."""
+        log.info("stopping")
+        self.metrics.ready.set(0)
+        if self.webrtc is not None:
+            await self.webrtc.stop()
+        if self.sip is not None:
+            await self.sip.stop()
+        if self.services is not None:
+            self.services.close()
+        if self.http is not None:
+            await self.http.stop()
+        log.info("stopped")
 
     async def _load_engines(self) -> bool:
         loading = asyncio.ensure_future(

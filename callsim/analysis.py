@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from agent.audio.levels import block_db
 from agent.audio.resample import resample
 from agent.engines.stt import STTEngine
 from agent.engines.vad import VADEngine
 from agent.wer import normalize
 from callsim.call import CallRecording, TurnLog
 from callsim.scenario import Scenario, TextExpect
-from callsim.voice import block_db
 
 RATE = 16000
 STOP_WINDOW_S = 3.0  # a barge-in the agent has not yielded to within this is "did not stop"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent.audio.pacing import Pacer
 from agent.engines.vad import VADStream
 from callsim.rtp import RtpEndpoint
 from callsim.voice import add_noise
@@ -134,14 +135,10 @@ class Transmitter:
         return job.done
 
     async def run(self, origin: float) -> None:
-        loop = asyncio.get_running_loop()
+        pacer = Pacer(FRAME_S, origin)
         while True:
-            due = origin + self.tick * FRAME_S
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:
-                self.late_max_s = max(self.late_max_s, -delay)
+            await pacer.wait()
+            self.late_max_s = pacer.late_max_s
             self._send_one()
             self.tick += 1
 

@@ -14,7 +14,10 @@ import contextlib
 import numpy as np
 import structlog
 
-from callsim import sdp, sipmsg
+from agent.audio.levels import block_db
+from agent.audio.pacing import Pacer
+from agent.telephony import siptext
+from callsim import sdp
 from callsim.codecs import make_codec
 from callsim.rtp import RtpEndpoint
 from callsim.voice import speech_bounds
@@ -54,8 +57,9 @@ class Parrot:
 
     async def _send(self) -> None:
         loop, n, k = asyncio.get_running_loop(), self.rate // 50, 0
+        pacer = Pacer(0.02, self.t0)
         while (k + 1) * n <= len(self.out):
-            await asyncio.sleep(max(0.0, self.t0 + k * 0.02 - loop.time()))
+            await pacer.wait()
             self.rtp.send_audio(self.out[k * n : (k + 1) * n])
             k += 1
             if self.heard and self.last_sound > 0 and loop.time() - self.last_sound >= HOLD_S:
@@ -63,8 +67,7 @@ class Parrot:
 
     def _heard(self, pcm: np.ndarray, ts: int, arrival: float) -> None:
         block = max(1, self.rate // 400)
-        x = pcm[: len(pcm) // block * block].astype(np.float32).reshape(-1, block)
-        loud = np.flatnonzero(np.sqrt(np.mean(x**2, axis=1)) > SOUND)
+        loud = np.flatnonzero(block_db(pcm, block) > 20 * np.log10(SOUND))
         if loud.size:
             self.last_sound = arrival + (loud[-1] + 1) * block / self.rate
         if loud.size or self.heard:
@@ -92,7 +95,7 @@ class ReferenceTarget(asyncio.DatagramProtocol):
     def __init__(self, host: str = "127.0.0.1", delay_s: float = 0.5) -> None:
         self.host = host
         self.delay_s = delay_s
-        self.calls: dict[str, tuple[Parrot, sipmsg.SipMessage]] = {}
+        self.calls: dict[str, tuple[Parrot, siptext.SipMessage]] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -109,14 +112,14 @@ class ReferenceTarget(asyncio.DatagramProtocol):
             self.transport.close()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        with contextlib.suppress(sipmsg.SipParseError):
-            msg = sipmsg.parse(data)
+        with contextlib.suppress(siptext.SipParseError):
+            msg = siptext.parse(data)
             if msg.is_request:
                 task = asyncio.ensure_future(self._on_request(msg, addr))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _on_request(self, req: sipmsg.SipMessage, addr: tuple[str, int]) -> None:
+    async def _on_request(self, req: siptext.SipMessage, addr: tuple[str, int]) -> None:
         call_id, method = req.get("call-id"), req.method
         if method == "INVITE" and call_id in self.calls:  # a retransmission: same answer again
             self._send(self.calls[call_id][1], addr)
@@ -125,7 +128,7 @@ class ReferenceTarget(asyncio.DatagramProtocol):
                 media = sdp.answer_media(req.body, list(sdp.CODECS))
             except sdp.SdpError as exc:
                 self._send(
-                    sipmsg.response(
+                    siptext.response(
                         req, 488, "Not Acceptable Here", extra=[("warning", f'399 callsim "{exc}"')]
                     ),
                     addr,
@@ -133,11 +136,11 @@ class ReferenceTarget(asyncio.DatagramProtocol):
                 return
             parrot = Parrot(media.codec, self.delay_s)
             port = await parrot.start(self.host, media)
-            ok = sipmsg.response(
+            ok = siptext.response(
                 req,
                 200,
                 "OK",
-                sipmsg.new_token(),
+                siptext.new_token(),
                 [
                     ("contact", f"<sip:parrot@{self.host}:{self.transport.get_extra_info('sockname')[1]}>"),
                     ("content-type", "application/sdp"),
@@ -151,10 +154,10 @@ class ReferenceTarget(asyncio.DatagramProtocol):
             entry = self.calls.pop(call_id, None)
             if entry:
                 entry[0].stop()
-            self._send(sipmsg.response(req, 200 if entry else 481, "OK" if entry else "No Such Call"), addr)
+            self._send(siptext.response(req, 200 if entry else 481, "OK" if entry else "No Such Call"), addr)
         elif method != "ACK":
-            self._send(sipmsg.response(req, 200, "OK"), addr)
+            self._send(siptext.response(req, 200, "OK"), addr)
 
-    def _send(self, msg: sipmsg.SipMessage, addr: tuple[str, int]) -> None:
+    def _send(self, msg: siptext.SipMessage, addr: tuple[str, int]) -> None:
         if self.transport is not None:
             self.transport.sendto(msg.encode(), addr)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from callsim import sipmsg
-from callsim.sipmsg import SipMessage
+from agent.telephony import siptext
+from agent.telephony.siptext import SipMessage
 
 log = structlog.get_logger("callsim.sip")
 T1 = 0.5
@@ -27,7 +27,9 @@ class CallFailed(RuntimeError):
 
 
 @dataclass
-class Transfer:
+class ReferRecord:
+    """A REFER the agent sent us: where it wanted the caller to go, and when."""
+
     refer_to: str
     at: float  # loop time
 
@@ -40,7 +42,7 @@ class DialogEvents:
     answered_at: float | None = None
     ended_at: float | None = None
     ended_by: str = ""  # "caller" | "agent"
-    transfers: list[Transfer] = field(default_factory=list)
+    transfers: list[ReferRecord] = field(default_factory=list)
 
 
 def parse_target(uri: str) -> tuple[str, str, int]:
@@ -66,8 +68,8 @@ class SipUA(asyncio.DatagramProtocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.DatagramTransport | None = None
         self._local_port = 0
-        self._call_id = f"{sipmsg.new_token()}@callsim"
-        self._from_tag = sipmsg.new_token()
+        self._call_id = f"{siptext.new_token()}@callsim"
+        self._from_tag = siptext.new_token()
         self._to_tag = ""
         self._cseq = 0
         self._remote_target = target
@@ -101,10 +103,10 @@ class SipUA(asyncio.DatagramProtocol):
         if final.status >= 300:
             self._ack_failure(req, final)
             raise CallFailed(f"INVITE rejected: {final.start[8:]}")
-        self._to_tag = sipmsg.tag_of(final.get("to"))
-        self._remote_target = sipmsg.uri_of(final.get("contact")) or self.target
+        self._to_tag = siptext.tag_of(final.get("to"))
+        self._remote_target = siptext.uri_of(final.get("contact")) or self.target
         self._routes = [
-            sipmsg.uri_of(r) for rr in reversed(final.get_all("record-route")) for r in rr.split(",")
+            siptext.uri_of(r) for rr in reversed(final.get_all("record-route")) for r in rr.split(",")
         ]
         self.events.answered_at = self._loop.time()
         ack = self._request("ACK", self._remote_target, cseq=req.cseq[0])
@@ -126,7 +128,7 @@ class SipUA(asyncio.DatagramProtocol):
         if cseq is None:
             self._cseq += 1
             cseq = self._cseq
-        branch = branch or f"z9hG4bK{sipmsg.new_token()}"
+        branch = branch or f"z9hG4bK{siptext.new_token()}"
         to = f"<{self.target}>" + (f";tag={self._to_tag}" if self._to_tag else "")
         headers = [
             ("via", f"SIP/2.0/UDP {self.local_host}:{self._local_port};branch={branch};rport"),
@@ -169,7 +171,7 @@ class SipUA(asyncio.DatagramProtocol):
 
     def _ack_failure(self, invite: SipMessage, final: SipMessage) -> None:
         # The ACK of a failure belongs to the INVITE's transaction: same branch (RFC 3261 17.1.1.3).
-        self._to_tag = sipmsg.tag_of(final.get("to"))
+        self._to_tag = siptext.tag_of(final.get("to"))
         branch = invite.get("via").split("branch=")[1].split(";")[0]
         ack = self._request("ACK", self.target, cseq=invite.cseq[0], branch=branch)
         self._send_raw(ack.encode(), (self.host, self.port))
@@ -188,8 +190,8 @@ class SipUA(asyncio.DatagramProtocol):
         if not data.strip():
             return  # keep-alive
         try:
-            msg = sipmsg.parse(data)
-        except sipmsg.SipParseError as exc:
+            msg = siptext.parse(data)
+        except siptext.SipParseError as exc:
             log.warning("unreadable SIP datagram", peer=f"{addr[0]}:{addr[1]}", error=str(exc))
             return
         if msg.is_request:
@@ -236,8 +238,8 @@ class SipUA(asyncio.DatagramProtocol):
 
         callsim does not call the transfer target; a real phone would. The agent then hangs up.
         """
-        refer_to = sipmsg.uri_of(req.get("refer-to"))
-        self.events.transfers.append(Transfer(refer_to, self._loop.time()))
+        refer_to = siptext.uri_of(req.get("refer-to"))
+        self.events.transfers.append(ReferRecord(refer_to, self._loop.time()))
         self.over.set()
         log.info("transfer requested", refer_to=refer_to)
         self._reply(req, addr, 202, "Accepted", [self._contact()])
@@ -255,7 +257,7 @@ class SipUA(asyncio.DatagramProtocol):
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _reply(self, req: SipMessage, addr: tuple[str, int], status: int, reason: str, extra=(), body=""):
-        resp = sipmsg.response(req, status, reason, self._from_tag, extra, body)
+        resp = siptext.response(req, status, reason, self._from_tag, extra, body)
         self._send_raw(resp.encode(), addr)
 
     def _contact(self) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.audio.levels import block_db
 from agent.audio.resample import resample
 from agent.audio.wav import read_wav
 
@@ -24,8 +25,9 @@ class VoiceError(RuntimeError):
     """The caller's audio cannot be made (espeak-ng missing, unreadable WAV)."""
 
 
-def espeak(text: str, rate: int, voice: str = "en-us", wpm: int = 160) -> np.ndarray:
-    """`text` spoken by espeak-ng: int16 mono at `rate`, at telephone level."""
+def espeak(text: str, rate: int, voice: str = "en-us", wpm: int = 160, trimmed: bool = True) -> np.ndarray:
+    """`text` spoken by espeak-ng: int16 mono at `rate`, at telephone level, cut to its sound
+    (`trimmed`) or with espeak's own short silence around it."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise VoiceError("espeak-ng is not installed (apt-get install espeak-ng); text turns need it")
@@ -40,7 +42,8 @@ def espeak(text: str, rate: int, voice: str = "en-us", wpm: int = 160) -> np.nda
         if proc.returncode != 0 or not out.exists():
             raise VoiceError(f"espeak-ng failed for voice {voice!r}: {proc.stderr.strip()[:200]}")
         pcm, r = read_wav(out)
-    return at_phone_level(trim(resample(pcm, r, rate), rate))
+    pcm = resample(pcm, r, rate)
+    return at_phone_level(trim(pcm, rate) if trimmed else pcm)
 
 
 def load_wavs(paths: list[Path], rate: int) -> np.ndarray:
@@ -81,13 +84,6 @@ def speech_bounds(pcm: np.ndarray, rate: int, floor_db: float = 40.0) -> tuple[i
     if loud.size == 0:
         return 0, 0
     return int(loud[0] * block), int((loud[-1] + 1) * block)
-
-
-def block_db(pcm: np.ndarray, block: int) -> np.ndarray:
-    """Energy of each whole block of `block` samples, in dB over 1 LSB²."""
-    n = len(pcm) // block
-    x = pcm[: n * block].astype(np.float32).reshape(n, block)
-    return 10 * np.log10(np.mean(x**2, axis=1) + 1.0)
 
 
 def add_noise(pcm: np.ndarray, noise_rms: float, rng: np.random.Generator) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
@@ -71,8 +71,14 @@ class FakeLeg:
             yield np.clip(frame, -32768, 32767).astype(np.int16)
         self.ended.set()
 
-    def play(self, pcm: np.ndarray, rate: int) -> int:
-        return self._b().play(pcm, rate)
+    def play(
+        self,
+        pcm: np.ndarray,
+        rate: int,
+        on_start: Callable[[], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> int:
+        return self._b().play(pcm, rate, on_start, on_end)
 
     def flush(self) -> int:
         return self._b().flush()

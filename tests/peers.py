@@ -30,6 +30,7 @@ from agent.dialog.services import Services
 from agent.telephony.call import CallHandler, CallInfo, CallLeg
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter
+from callsim.sdp import CODECS
 
 LOCAL = "127.0.0.1"
 SIPP_PCAPS = Path("/usr/share/sip-tester")
@@ -76,8 +77,6 @@ Call-ID: [call_id]
 Contact: sip:sipp@[local_ip]:[local_port]
 Max-Forwards: 70"""
 
-_CODECS = {"PCMU": 0, "PCMA": 8, "G722": 9}
-
 
 def _msg(text: str) -> str:
     return "<![CDATA[\n" + "\n".join(line.strip() for line in text.strip().splitlines()) + "\n\n]]>"
@@ -96,7 +95,7 @@ def sipp_call_scenario(
     end: "send_bye" (we hang up) or "recv_bye" (the agent must hang up and we answer 200).
     expect: the final answer to the INVITE; anything but 200 is ACKed and the call ends there.
     """
-    pt = _CODECS[codec]
+    pt = CODECS[codec][0]  # the one payload-type table (callsim's SDP)
     rate = 16000 if codec == "G722" else 8000
     invite = f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 {_HEADERS.format(peer_tag="")}

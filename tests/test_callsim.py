@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from callsim import sdp, sipmsg
+from agent.telephony import siptext
+from callsim import sdp
 from callsim.analysis import _turn_metrics, check, speech_segments
 from callsim.call import TurnLog
 from callsim.report import format_summary, render_html, summarize
@@ -23,14 +24,14 @@ INVITE = (
 
 
 def test_sip_messages_parse_compact_and_folded_headers_and_answer_with_our_tag():
-    msg = sipmsg.parse(INVITE.encode())
+    msg = siptext.parse(INVITE.encode())
     assert msg.is_request and msg.method == "INVITE" and msg.cseq == (1, "INVITE")
     assert msg.get("call-id") == "x1" and msg.get("subject") == "folded line" and msg.body == "v=0\n"
-    resp = sipmsg.parse(sipmsg.response(msg, 200, "OK", "mytag").encode())
+    resp = siptext.parse(siptext.response(msg, 200, "OK", "mytag").encode())
     assert (
-        resp.status == 200 and sipmsg.tag_of(resp.get("to")) == "mytag" and resp.get("via") == msg.get("via")
+        resp.status == 200 and siptext.tag_of(resp.get("to")) == "mytag" and resp.get("via") == msg.get("via")
     )
-    assert sipmsg.uri_of('"A" <sip:a@h:5>;tag=1') == "sip:a@h:5"
+    assert siptext.uri_of('"A" <sip:a@h:5>;tag=1') == "sip:a@h:5"
 
 
 @pytest.mark.parametrize(
@@ -43,8 +44,8 @@ def test_sip_messages_parse_compact_and_folded_headers_and_answer_with_our_tag()
     ],
 )
 def test_unreadable_sip_is_a_parse_error(junk):
-    with pytest.raises(sipmsg.SipParseError):
-        sipmsg.parse(junk)
+    with pytest.raises(siptext.SipParseError):
+        siptext.parse(junk)
 
 
 def test_sdp_answer_picks_our_codec_and_telephone_event():
@@ -233,3 +234,17 @@ def test_line_impairments_drop_and_delay_packets_as_asked():
     )
     rms = float(np.sqrt(np.mean(track.pcm[: 25 * 160].astype(np.float64) ** 2)))
     assert 80 < rms < 125, rms  # the caller track records the line noise at its level
+
+
+def test_one_uri_reader_for_users_and_request_lines():
+    assert siptext.uri_user('"Echo" <sip:echo@127.0.0.1:5060>;tag=1') == "echo"
+    assert siptext.uri_user("sips:+4930123@pbx.example;user=phone") == "+4930123"
+    assert siptext.uri_user("tel:+4930123") == "+4930123"
+    assert siptext.uri_user("<sip:127.0.0.1>") == "" and siptext.uri_user("garbage") == ""
+    invite = "INVITE sip:sales@10.0.0.1 SIP/2.0\r\nVia: x\r\n\r\n"
+    assert siptext.request_uri(invite) == "sip:sales@10.0.0.1"
+    assert siptext.request_uri(invite, "OPTIONS") == "" and siptext.request_uri("SIP/2.0 200 OK\r\n") == ""
+    opts = siptext.parse(
+        siptext.request("OPTIONS", "sip:h:5", [("Via", "v"), ("CSeq", "1 OPTIONS")]).encode()
+    )
+    assert opts.method == "OPTIONS" and opts.get("content-length") == "0"

@@ -10,7 +10,7 @@ from agent.engines.base import CancelToken, EngineError, EngineTimeout
 from agent.engines.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from agent.engines.llm import LLMEngine
 from agent.engines.stt import STTEngine
-from agent.engines.tts import TTSEngine, split_sentences
+from agent.engines.tts import TTSEngine
 from agent.engines.vad import VADEngine
 from agent.engines.worker import EngineWorker
 
@@ -57,15 +57,11 @@ def test_fake_llm_times_out():
         list(FakeLLM(first_token_delay_s=1.0).stream_chat([], cancel=CancelToken(timeout_s=0.05)))
 
 
-def test_fake_tts_one_chunk_per_sentence():
-    chunks = list(FakeTTS().synthesize("Hello there. How are you? Fine"))
-    assert [c.text for c in chunks] == ["Hello there.", "How are you?", "Fine"]
-    assert all(c.sample_rate == 22050 and len(c.pcm) > 0 for c in chunks)
-
-
-def test_split_sentences():
-    assert split_sentences("  One. Two!  Three?Four ") == ["One.", "Two!", "Three?Four"]
-    assert split_sentences("") == []
+def test_fake_tts_speaks_the_text_it_is_given_as_one_chunk():
+    (chunk,) = FakeTTS(seconds_per_char=0.01).synthesize(" Hello there. How are you? ")
+    assert chunk.text == "Hello there. How are you?" and chunk.sample_rate == 22050
+    assert abs(chunk.duration_s - 0.25) < 0.01
+    assert list(FakeTTS().synthesize("  ")) == []
 
 
 def test_worker_streams_items_in_order():

@@ -1,9 +1,9 @@
 """FrameBridge logic without a transport: framing, flush, bounds, clock statistics."""
 
 import asyncio
-import time
 
 import numpy as np
+import pytest
 
 from agent.telephony.media import FrameBridge, IntervalStats
 
@@ -66,9 +66,38 @@ def test_push_from_another_thread():
     run(main())
 
 
-def test_interval_stats():
+def test_interval_stats(monkeypatch):
+    ticks = iter([10.0, 10.02, 10.05, 10.06])
+    monkeypatch.setattr("agent.telephony.media.time.perf_counter", lambda: next(ticks))
     s = IntervalStats()
     for _ in range(4):
         s.tick()
-        time.sleep(0.01)
-    assert s.count == 3 and 0.009 < s.mean_s < 0.05 and s.max_s >= s.mean_s and s.std_s >= 0
+    # intervals 20, 30 and 10 ms
+    assert s.count == 3 and s.mean_s == pytest.approx(0.02) and s.max_s == pytest.approx(0.03)
+    assert s.std_s == pytest.approx((2e-4 / 3) ** 0.5)
+
+
+def test_a_played_piece_reports_its_first_and_last_frame_and_a_flush_silences_its_marks():
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        bridge = FrameBridge(loop)
+        seen: list[str] = []
+        bridge.play(
+            np.ones(700, np.int16), 16000, lambda: seen.append("a start"), lambda: seen.append("a end")
+        )
+        bridge.play(
+            np.ones(320, np.int16), 16000, lambda: seen.append("b start"), lambda: seen.append("b end")
+        )
+        bridge.play(np.ones(320, np.int16), 16000, lambda: seen.append("c start"))
+        for _ in range(3):  # piece a: 3 frames
+            bridge.pull_outbound()
+            await asyncio.sleep(0)
+        assert seen == ["a start", "a end"]
+        bridge.pull_outbound()  # piece b: one frame, both marks
+        await asyncio.sleep(0)
+        bridge.flush()
+        assert bridge.pull_outbound() is None
+        await asyncio.sleep(0)
+        return seen
+
+    assert run(main()) == ["a start", "a end", "b start", "b end"]

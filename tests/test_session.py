@@ -11,6 +11,7 @@ from agent.dialog.dialplan import Dialplan
 from agent.dialog.services import Services
 from agent.dialog.session import CallSession
 from agent.dialog.tools import Transfer
+from agent.engines.base import EngineError
 from agent.engines.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from tests.fakeleg import RATE, FakeLeg
 from tests.voices import silence
@@ -204,19 +205,36 @@ def test_noise_only_turn_is_ignored_without_a_reply():
 
 
 @pytest.mark.parametrize("fail", ["stt", "tts"])
-def test_an_engine_failure_never_ends_the_call(fail):
-    stt = FakeSTT(["hi"], fail=fail == "stt")
+def test_an_engine_failure_costs_one_turn_and_the_call_goes_on(fail):
+    class FlakySTT(FakeSTT):  # fails the first transcription only
+        def transcribe(self, pcm, *, prompt=None, hotwords=None):
+            if not self.calls:
+                self.calls.append({"samples": len(pcm)})
+                raise EngineError("stt exploded")
+            return super().transcribe(pcm, prompt=prompt, hotwords=hotwords)
 
-    class BrokenTTS(FakeTTS):
+    class FlakyTTS(FakeTTS):  # fails on the first answer's chunk only
         def synthesize(self, text, *, cancel=None):
-            raise RuntimeError("tts exploded") if fail == "tts" else None
-            yield from ()
+            if text.startswith("We open"):
+                raise RuntimeError("tts exploded")
+            yield from super().synthesize(text, cancel=cancel)
 
-    tts = BrokenTTS() if fail == "tts" else FakeTTS(seconds_per_char=0.03)
-    leg = FakeLeg(np.concatenate([silence(0.3), burst(0.8)]), tail_s=2)
-    session = run(leg, plan(greeting=""), services(stt=stt, tts=tts))
-    assert session.state == "ended" and leg.hung_up_at is None
-    assert len(session.turns) == 1
+    stt = FlakySTT(["what are your hours"]) if fail == "stt" else FakeSTT(["what are your hours"])
+    tts = FlakyTTS(seconds_per_char=0.03) if fail == "tts" else FakeTTS(seconds_per_char=0.03)
+    llm = FakeLLM(["We open at nine.", "Bikes cost two hundred."])
+    caller = np.concatenate([silence(0.3), burst(0.8), silence(3.0), burst(0.8, seed=3)])
+    leg = FakeLeg(caller, tail_s=3)
+    p = plan(greeting="")
+    session = run(leg, p, services(stt=stt, llm=llm, tts=tts))
+    first, second = session.turns
+    if fail == "stt":
+        assert first.action == "fallback" and first.reply_text == p.fallback
+        assert active(leg.heard, 1.9, 3.5), "the caller hears the fallback line"
+    else:
+        assert first.reply_text == "" and first.user_text == "what are your hours"
+        assert not active(leg.heard, 1.2, 4.0), "the lost chunk is silence, nothing else"
+    assert second.reply_text in ("We open at nine.", "Bikes cost two hundred.") and second.reply_text
+    assert leg.hung_up_at is None and active(leg.heard, 5.5, 7.5)
 
 
 def test_acknowledgement_is_heard_first_but_is_not_part_of_the_answer():

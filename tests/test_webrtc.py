@@ -20,7 +20,7 @@ from agent.metrics import Metrics
 from agent.signaling import OFFER_PATH, Signaling
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter
-from agent.telephony.webrtc import WebRtcGateway
+from agent.telephony.webrtc import WebRtcGateway, ice_addresses, install_ice_address_hook
 from tests.peers import netns_available
 from tests.voices import espeak, silence
 from tests.webrtc_client import webrtc_call
@@ -32,6 +32,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "webrtc"
 async def with_gateway(test, limiter: CallLimiter | None = None, handler=None, **cfg: object):
     """Run `test(base_url, gateway)` against signaling + gateway on 127.0.0.1 (default: echo)."""
     handler = handler or echo_handler(0.2)
+    install_ice_address_hook()  # what the server does at start-up
     gateway = WebRtcGateway(WebRtcConfig(**cfg), lambda info: handler, limiter or CallLimiter(4), Metrics())
     gateway.accepting = True
     app = web.Application()
@@ -187,3 +188,49 @@ def test_the_widget_in_chromium_calls_the_agent_with_captions_and_audio(tmp_path
     assert call["screenshot"] and (ARTIFACTS / "webrtc-call.png").stat().st_size > 10000
     assert result["turns"] and result["turns"][0]["user_text"], result["turns"]
     assert "webrtc call ended" in result["server"]
+
+
+def test_two_gateways_offer_their_own_ice_addresses_and_other_connections_keep_aioice_s():
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    async def offer() -> str:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.createDataChannel("x")
+        pc.addTransceiver("audio")
+        with ice_addresses(["127.0.0.1"]):
+            await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    def hosts(sdp: str) -> set[str]:
+        return {line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")}
+
+    async def main() -> tuple[set[str], set[str], set[str]]:
+        install_ice_address_hook()
+        install_ice_address_hook()  # idempotent
+        idle = echo_handler(0.2)
+        a = WebRtcGateway(
+            WebRtcConfig(ice_addresses=["127.0.0.1"]), lambda i: idle, CallLimiter(4), Metrics()
+        )
+        b = WebRtcGateway(
+            WebRtcConfig(ice_addresses=["127.0.0.2"]), lambda i: idle, CallLimiter(4), Metrics()
+        )
+        a.accepting = b.accepting = True
+        try:
+            answers = await asyncio.gather(
+                a.answer(await offer(), "echo", "t"), b.answer(await offer(), "echo", "t")
+            )
+        finally:
+            await a.stop(0.5)
+            await b.stop(0.5)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no gateway: aioice's own choice
+        pc.addTransceiver("audio")
+        await pc.setLocalDescription(await pc.createOffer())
+        plain = hosts(pc.localDescription.sdp)
+        await pc.close()
+        return hosts(answers[0].sdp), hosts(answers[1].sdp), plain
+
+    first, second, plain = asyncio.run(main())
+    assert first == {"127.0.0.1"} and second == {"127.0.0.2"}
+    assert "127.0.0.1" not in plain and "127.0.0.2" not in plain

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
-from agent.audio.resample import resample
-from agent.audio.wav import read_wav
 from callsim.voice import at_phone_level  # speech scaled to about -20 dBFS (RMS 3277)
+from callsim.voice import espeak as voice_of
 
 __all__ = ["at_phone_level", "espeak", "onset_s", "quiet_from_s", "silence"]
 
 
 def espeak(text: str, rate: int = 16000, voice: str = "en-us", wpm: int = 160) -> np.ndarray:
-    """`text` spoken by espeak-ng, int16 mono at `rate`, at a telephone-like level (about -20 dBFS)."""
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "say.wav"
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out), text], check=True, timeout=30
-        )
-        pcm, r = read_wav(out)
-    return at_phone_level(resample(pcm, r, rate))
+    """`text` spoken by espeak-ng, int16 mono at `rate`, at a telephone-like level (about -20 dBFS),
+    untrimmed (tests place it by its full length)."""
+    return voice_of(text, rate, voice, wpm, trimmed=False)
 
 
 def silence(seconds: float, rate: int = 16000) -> np.ndarray:

@@ -16,7 +16,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 
 from agent.audio.resample import resample
-from agent.telephony.webrtc import restrict_host_candidates
+from agent.telephony.webrtc import ice_addresses, install_ice_address_hook
 
 RATE = 48000
 FRAME = RATE // 50
@@ -65,7 +65,7 @@ class WebRtcCall:
 async def webrtc_call(
     base_url: str, caller16k: np.ndarray, seconds: float, to: str | None = None
 ) -> WebRtcCall:
-    restrict_host_candidates(["127.0.0.1"])
+    install_ice_address_hook()
     result = WebRtcCall()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     mic = CallerTrack(caller16k)
@@ -87,7 +87,8 @@ async def webrtc_call(
 
         tasks.append(asyncio.ensure_future(record()))
 
-    await pc.setLocalDescription(await pc.createOffer())
+    with ice_addresses(["127.0.0.1"]):
+        await pc.setLocalDescription(await pc.createOffer())
     body = {"type": "offer", "sdp": pc.localDescription.sdp, **({"to": to} if to else {})}
     async with aiohttp.ClientSession() as http, http.post(f"{base_url}/v1/webrtc/offer", json=body) as r:
         result.status = r.status

@@ -27,7 +27,7 @@ def to_int16(pcm: np.ndarray) -> np.ndarray:
     """float in [-1, 1] -> int16 (clipped); int16 input is returned as is."""
     if pcm.dtype == np.int16:
         return pcm
-    return (np.clip(pcm, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
+    return np.asarray((np.clip(pcm, -1.0, 32767 / 32768) * 32768.0).astype(np.int16))
 
 
 def split_frames(pcm: np.ndarray, rate: int, frame_ms: int = 20, pad: bool = True) -> Iterator[np.ndarray]:
@@ -48,7 +48,7 @@ class Framer:
     def __init__(self, rate: int, frame_ms: int = 20, dtype: type = np.int16) -> None:
         self.rate = rate
         self.size = frame_samples(rate, frame_ms)
-        self._buf = np.zeros(0, dtype=dtype)
+        self._buf: np.ndarray = np.zeros(0, dtype=dtype)
 
     def push(self, pcm: np.ndarray) -> list[np.ndarray]:
         """Add samples; return the complete frames now available."""

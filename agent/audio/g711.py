@@ -65,19 +65,19 @@ def _index(pcm: np.ndarray) -> np.ndarray:
 
 def ulaw_encode(pcm: np.ndarray) -> np.ndarray:
     """int16 PCM -> mu-law bytes (uint8)."""
-    return _ULAW_ENC[_index(pcm)]
+    return np.asarray(_ULAW_ENC[_index(pcm)])
 
 
 def ulaw_decode(data: np.ndarray | bytes) -> np.ndarray:
     """mu-law bytes -> int16 PCM."""
-    return _ULAW_DEC[np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data]
+    return np.asarray(_ULAW_DEC[np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data])
 
 
 def alaw_encode(pcm: np.ndarray) -> np.ndarray:
     """int16 PCM -> A-law bytes (uint8)."""
-    return _ALAW_ENC[_index(pcm)]
+    return np.asarray(_ALAW_ENC[_index(pcm)])
 
 
 def alaw_decode(data: np.ndarray | bytes) -> np.ndarray:
     """A-law bytes -> int16 PCM."""
-    return _ALAW_DEC[np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data]
+    return np.asarray(_ALAW_DEC[np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data])

@@ -40,19 +40,18 @@ class StreamResampler:
         pcm = np.ascontiguousarray(pcm, dtype=np.int16)
         if self._stream is None:
             return pcm.copy()
-        return self._stream.resample_chunk(pcm, last=last)
+        out: np.ndarray = self._stream.resample_chunk(pcm, last=last)
+        return out
 
-    def flush(self) -> np.ndarray:
-        """Drain the samples still inside the filter (end of stream)."""
+    def drain(self) -> np.ndarray:
+        """The samples still inside the filter (end of stream). (A CallLeg's `flush` drops
+        audio; this one delivers it.)"""
         return self.process(np.zeros(0, dtype=np.int16), last=True)
-
-    def reset(self) -> None:
-        """Forget all state (e.g. after a barge-in flush)."""
-        self._stream = self._new_stream()
 
 
 def resample(pcm: np.ndarray, in_rate: int, out_rate: int, quality: str = "HQ") -> np.ndarray:
     """Resample a whole int16 or float32 signal at once (keeps its dtype)."""
     if in_rate == out_rate:
         return np.array(pcm, copy=True)
-    return soxr.resample(pcm, in_rate, out_rate, quality=quality)
+    out: np.ndarray = soxr.resample(pcm, in_rate, out_rate, quality=quality)
+    return out

@@ -1,88 +1,93 @@
-"""What the caller has heard of the agent's speech, from the leg's count of samples sent.
+"""One reply's audio on the leg: queued chunk by chunk, reported as it plays, and what was heard.
 
-Each chunk of a reply is queued on the leg with its text; its place in the outbound stream is
-known, so when the agent is cut off, the text heard is every chunk sent in full plus the
-word-proportional share of the chunk that was playing.
+Each chunk is queued on the leg with callbacks on its first and last frame, so the output side
+raises events: a chunk started playing (captions, first-audio time, the echo gate), and all of
+the reply's audio has gone out. When the agent is cut off, the text heard is every chunk sent in
+full plus the word-proportional share of the chunk that was playing, from the leg's count of
+samples sent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from agent.audio.levels import active_level_db
+from agent.dialog.events import ChunkStarted
 from agent.telephony.call import CallLeg
 
 
 @dataclass
 class _Placed:
     text: str
-    start: int  # leg samples (at leg.sample_rate) from the reply's base
+    start: int  # leg samples from the reply's base (agent audio only)
     end: int
 
 
-@dataclass
 class Playout:
-    """One reply's audio on one leg."""
+    """What one reply has queued on one leg."""
 
-    leg: CallLeg
-    base: int = -1
-    placed: list[_Placed] = field(default_factory=list)
-    level_db: float | None = None  # loudest chunk's active speech level (echo gate)
-    filler: tuple[int, int] | None = None  # an acknowledgement: leg samples (start, end), no text
-    shown: int = 0  # chunks already reported by `newly_playing`
-
-    def play_filler(self, pcm: np.ndarray, rate: int) -> None:
-        """Queue a short acknowledgement ("Okay.") before the answer: heard, but not part of it."""
-        start = self.leg.samples_sent + self.leg.samples_queued
-        self.filler = (start, start + self.leg.play(pcm, rate))
-        self._level(pcm)
+    def __init__(self, leg: CallLeg, reply: int, post: Callable[[ChunkStarted], None]) -> None:
+        self._leg = leg
+        self._reply = reply
+        self._post = post
+        self._base = -1
+        self._chunks: list[_Placed] = []
+        self._queued = 0  # pieces queued (chunks and acknowledgement)
+        self._ended = 0  # pieces whose last frame has gone out
+        self._closed = False
+        self._drained = asyncio.Event()
 
     @property
-    def filler_started(self) -> bool:
-        return self.filler is not None and self.leg.samples_sent > self.filler[0]
+    def placed(self) -> bool:
+        """Some of the answer (not an acknowledgement) has been queued."""
+        return bool(self._chunks)
 
-    def play(self, text: str, pcm: np.ndarray, rate: int) -> None:
-        if self.base < 0:
-            self.base = self.leg.samples_sent + self.leg.samples_queued
-        # samples_sent counts agent audio only (not the silence between chunks), so chunks
-        # sit end to end in it.
-        start = self.placed[-1].end if self.placed else 0
-        n = self.leg.play(pcm, rate)
-        self.placed.append(_Placed(text, start, start + n))
-        self._level(pcm)
-
-    def _level(self, pcm: np.ndarray) -> None:
+    def play(self, text: str, pcm: np.ndarray, rate: int, *, ack: bool = False) -> None:
+        """Queue a chunk of the answer, or (`ack`) an acknowledgement: heard, not part of it."""
         level = active_level_db(pcm)
-        if self.level_db is None or level > self.level_db:
-            self.level_db = level
 
-    @property
-    def sent(self) -> int:
-        return 0 if self.base < 0 else self.leg.samples_sent - self.base
+        def started() -> None:
+            self._post(ChunkStarted(self._reply, time.monotonic(), "" if ack else text, level, ack))
 
-    @property
-    def started(self) -> bool:
-        return self.sent > 0
+        if not ack and self._base < 0:  # an acknowledgement only ever comes before the answer
+            self._base = self._leg.samples_sent + self._leg.samples_queued
+        self._queued += 1
+        n = self._leg.play(pcm, rate, started, self._one_ended)
+        if n == 0:  # nothing queued (the call is over): no callback will come
+            self._ended += 1
+        if not ack:
+            # samples_sent counts agent audio only (not the silence between chunks), so the
+            # chunks sit end to end in it.
+            start = self._chunks[-1].end if self._chunks else 0
+            self._chunks.append(_Placed(text, start, start + n))
 
-    @property
-    def done(self) -> bool:
-        """All queued audio has gone out."""
-        if self.filler is not None and self.leg.samples_sent < self.filler[1]:
-            return False
-        return not self.placed or self.sent >= self.placed[-1].end
+    def close(self) -> None:
+        """Nothing more will be queued."""
+        self._closed = True
+        self._check_drained()
 
-    def newly_playing(self) -> list[str]:
-        """Texts of chunks whose audio has started going out since the last call (captions)."""
-        sent = self.sent
-        new = [p.text for p in self.placed[self.shown :] if p.start < sent]
-        self.shown += len(new)
-        return new
+    async def drained(self) -> None:
+        """Wait until the reply is closed and all its audio has gone out."""
+        await self._drained.wait()
+
+    def _one_ended(self) -> None:
+        self._ended += 1
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self._closed and self._ended >= self._queued:
+            self._drained.set()
 
     def heard_text(self) -> str:
-        sent = self.sent
+        """The answer's words the caller has heard so far."""
+        sent = 0 if self._base < 0 else self._leg.samples_sent - self._base
         parts = []
-        for p in self.placed:
+        for p in self._chunks:
             if sent >= p.end:
                 parts.append(p.text)
             elif sent > p.start:
@@ -95,15 +100,4 @@ class Playout:
         return " ".join(x for x in parts if x)
 
     def text(self) -> str:
-        return " ".join(p.text for p in self.placed)
-
-
-def active_level_db(pcm: np.ndarray, frame: int = 320) -> float:
-    """RMS level (dBFS) of the frames of `pcm` louder than -50 dBFS: its speech level."""
-    x = np.asarray(pcm, dtype=np.float32) / 32768.0
-    n = len(x) // frame * frame
-    if n == 0:
-        return -120.0
-    power = np.mean(x[:n].reshape(-1, frame) ** 2, axis=1)
-    active = power[power > 1e-5]
-    return 10 * float(np.log10(np.mean(active) + 1e-12)) if len(active) else -120.0
+        return " ".join(p.text for p in self._chunks)

@@ -1,25 +1,27 @@
 """One agent reply, streamed: STT → LLM tokens → chunker → TTS → the leg, chunk by chunk.
 
-A reply may start speculatively (before the end of turn is certain): it then does all its
-work but plays nothing until `commit()`; `cancel()` drops it wherever it is. Two tasks run
-side by side so the LLM keeps generating while earlier sentences are synthesised and played.
+A reply does the engine work of one StartReply or Say command and reports every step as an
+event (Transcribed, FirstToken, ChunkSynthesised, ReplyDone; its Playout adds ChunkStarted). It
+decides nothing about the turn: a speculative reply does all its work but plays nothing until
+`commit()`; `cancel()` drops it wherever it is. Two tasks run side by side so the LLM keeps
+generating while earlier chunks are synthesised and played.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 import structlog
 
 from agent.dialog.chunker import Chunker
 from agent.dialog.dialplan import Dialplan
+from agent.dialog.events import ChunkSynthesised, Event, FirstToken, ReplyDone, Transcribed
 from agent.dialog.history import History
 from agent.dialog.playout import Playout
 from agent.dialog.services import Services
-from agent.dialog.timing import TurnTiming
 from agent.dialog.tools import Action, Hangup, Transfer, action_from_phrase
 from agent.engines.base import CancelToken, EngineError
 from agent.engines.tts import SpeechChunk
@@ -28,75 +30,57 @@ from agent.telephony.call import CallLeg
 log = structlog.get_logger("reply")
 
 
-@dataclass(frozen=True)
-class Script:
-    """A fixed line to say (greeting, reprompt, goodbye), with what to do after it."""
-
-    text: str
-    actions: tuple[Action, ...] = ()
-
-
 class Reply:
     def __init__(
         self,
+        reply_id: int,
         services: Services,
         plan: Dialplan,
         history: History,
         leg: CallLeg,
-        timing: TurnTiming | None,
+        post: Callable[[Event], None],
         *,
         audio: np.ndarray | None = None,
-        script: Script | None = None,
+        script: tuple[str, tuple[Action, ...]] | None = None,
         committed: bool = True,
-        filler: SpeechChunk | None = None,
+        ack: SpeechChunk | None = None,
     ) -> None:
-        self._s = services
+        self.id = reply_id
+        self._services = services
         self._plan = plan
         self._history = history
-        self.timing = timing
-        self.playout = Playout(leg)
-        self.user_text = ""
-        self.actions: list[Action] = list(script.actions) if script else []
-        self.failed = False  # an engine failed; the caller heard the fallback
+        self._post = post
+        self.playout = Playout(leg, reply_id, post)
+        self._actions: list[Action] = list(script[1]) if script else []
+        self._failed = False  # an engine failed; the caller hears the fallback
         self._cancel = CancelToken()
         self._committed = asyncio.Event()
         if committed:
             self._committed.set()
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue()
-        self._filler = filler
-        self._filler_task: asyncio.Future[None] | None = None
-        self._speaker = asyncio.ensure_future(self._speak_chunks())
-        self.task = asyncio.ensure_future(self._run(audio, script))
-        for task in (self._speaker, self.task):
+        self._ack = ack
+        self._tasks = [
+            asyncio.ensure_future(self._produce(audio, script[0] if script else None)),
+            asyncio.ensure_future(self._speak_chunks()),
+        ]
+        self._done = asyncio.ensure_future(self._report_done())
+        for task in (*self._tasks, self._done):
             task.add_done_callback(_log_failure)
-
-    # --- control (session side) ---------------------------------------------------------
-    @property
-    def committed(self) -> bool:
-        return self._committed.is_set()
 
     def commit(self) -> None:
         self._committed.set()
 
     def cancel(self) -> None:
-        """Stop generating and synthesising (the caller's flush drops queued audio)."""
+        """Stop generating and synthesising (a Flush drops the audio already queued)."""
         self._cancel.cancel()
-        self.task.cancel()
-        self._speaker.cancel()
-        if self._filler_task is not None:
-            self._filler_task.cancel()
-
-    @property
-    def finished(self) -> bool:
-        """Everything generated has been played."""
-        filler_done = self._filler_task is None or self._filler_task.done()
-        return self.task.done() and self._speaker.done() and filler_done and self.playout.done
+        for task in (*self._tasks, self._done):
+            task.cancel()
 
     # --- work -------------------------------------------------------------------------------
-    async def _run(self, audio: np.ndarray | None, script: Script | None) -> None:
+    async def _produce(self, audio: np.ndarray | None, script: str | None) -> None:
         try:
             if script is not None:
-                self._chunks.put_nowait(script.text)
+                self._say(script)
                 return
             assert audio is not None
             text = await self._transcribe(audio)
@@ -104,27 +88,30 @@ class Reply:
                 return
             action = action_from_phrase(text, self._plan.tools)
             if action is not None:
-                self.actions.append(action)
-                self._chunks.put_nowait(self._action_line(action))
+                self._actions.append(action)
+                self._say(self._action_line(action))
                 return
-            if self._filler is not None:  # words known, the answer needs the LLM: acknowledge
-                self._filler_task = asyncio.ensure_future(self._acknowledge(self._filler))
+            if self._ack is not None:  # words known, the answer needs the LLM: acknowledge
+                self._tasks.append(asyncio.ensure_future(self._acknowledge(self._ack)))
             await self._generate(text)
         finally:
             self._chunks.put_nowait(None)
 
+    def _say(self, text: str) -> None:
+        """A fixed line, cut where the LLM's text would be (the chunker is the one splitter)."""
+        chunker = Chunker(self._plan.tools)
+        for chunk in [*chunker.feed(text), *chunker.finish()]:
+            self._chunks.put_nowait(chunk)
+
     async def _transcribe(self, audio: np.ndarray) -> str:
         hints = self._plan.stt
         try:
-            transcript = await self._s.transcribe(audio, hints.prompt, hints.hotwords)
+            transcript = await self._services.transcribe(audio, hints.prompt, hints.hotwords)
         except EngineError as exc:
-            self._s.failed("stt", exc)
+            self._services.failed("stt", exc)
             self._fail()
             return ""
-        self._stamp("stt_done")
-        self.user_text = transcript.text
-        if self.timing:
-            self.timing.user_text = transcript.text
+        self._post(Transcribed(self.id, time.monotonic(), transcript.text))
         log.info(
             "heard",
             text=transcript.text,
@@ -139,32 +126,34 @@ class Reply:
         chunker = Chunker(self._plan.tools)
         messages = self._history.messages(pending_user=text)
         spoken = 0
+        first = True
         try:
-            async with self._s.chat(
+            async with self._services.chat(
                 messages, self._cancel, llm.max_tokens, llm.temperature, llm.timeout_s
             ) as tokens:
                 async for piece in tokens:
-                    self._stamp("llm_first_token")
+                    if first:
+                        self._post(FirstToken(self.id, time.monotonic()))
+                        first = False
                     for chunk in chunker.feed(piece):
                         self._chunks.put_nowait(chunk)
                         spoken += 1
         except EngineError as exc:
-            self._s.failed("llm", exc)
+            self._services.failed("llm", exc)
             if spoken == 0:
                 self._fail()
             return
         for chunk in chunker.finish():
             self._chunks.put_nowait(chunk)
             spoken += 1
-        self.actions.extend(chunker.actions)
+        self._actions.extend(chunker.actions)
         if spoken == 0:  # the model gave a bare tag (or nothing): say the tool's line
-            line = self._action_line(self.actions[0]) if self.actions else self._plan.fallback
-            self._chunks.put_nowait(line)
+            self._say(self._action_line(self._actions[0]) if self._actions else self._plan.fallback)
 
-    async def _acknowledge(self, filler: SpeechChunk) -> None:
+    async def _acknowledge(self, ack: SpeechChunk) -> None:
         await self._committed.wait()
         if not self.playout.placed:  # the answer is not there yet
-            self.playout.play_filler(filler.pcm, filler.sample_rate)
+            self.playout.play(ack.text, ack.pcm, ack.sample_rate, ack=True)
 
     def _action_line(self, action: Action) -> str:
         tools = self._plan.tools
@@ -175,29 +164,37 @@ class Reply:
         return ""
 
     def _fail(self) -> None:
-        self.failed = True
-        self._chunks.put_nowait(self._plan.fallback)
+        self._failed = True
+        self._say(self._plan.fallback)
 
     async def _speak_chunks(self) -> None:
         voice = self._plan.voice
+        first = True
         while (text := await self._chunks.get()) is not None:
-            if not text:
-                continue
             cancel = CancelToken()
             try:
-                async with self._s.speak(text, voice, cancel) as pieces:
+                async with self._services.speak(text, voice, cancel) as pieces:
                     async for piece in pieces:
-                        self._stamp("tts_first_chunk")
+                        if first:
+                            self._post(ChunkSynthesised(self.id, time.monotonic()))
+                            first = False
                         await self._committed.wait()
                         self.playout.play(piece.text, piece.pcm, piece.sample_rate)
             except Exception as exc:  # any TTS crash loses this chunk; the rest may still be spoken
-                self._s.failed("tts", exc)
+                self._services.failed("tts", exc)
             finally:
                 cancel.cancel()
 
-    def _stamp(self, name: str) -> None:
-        if self.timing is not None and getattr(self.timing, name) is None:
-            setattr(self.timing, name, time.monotonic())
+    async def _report_done(self) -> None:
+        # asyncio.wait, not gather: a task that failed (logged) must not keep the turn open.
+        await asyncio.wait(self._tasks[:2])
+        if len(self._tasks) > 2:  # the acknowledgement
+            await asyncio.wait(self._tasks[2:])
+        await self._committed.wait()  # a speculative reply reports only once it counts
+        self.playout.close()
+        await self.playout.drained()
+        text = self.playout.text()
+        self._post(ReplyDone(self.id, time.monotonic(), text, tuple(self._actions), self._failed))
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

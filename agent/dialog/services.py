@@ -6,6 +6,7 @@ cores STT, LLM and TTS jobs of different calls queue instead of fighting for the
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ class Services:
     stt_timeout_s: float = 10.0
     tts_timeout_s: float = 10.0
     metrics: Metrics | None = None
-    _fillers: dict[tuple[str, str | None], SpeechChunk] = field(init=False, default_factory=dict)
+    _cached: dict[tuple[str, str | None], SpeechChunk] = field(init=False, default_factory=dict)
     stt_worker: EngineWorker = field(init=False)
     llm_worker: EngineWorker = field(init=False)
     tts_worker: EngineWorker = field(init=False)
@@ -46,7 +47,7 @@ class Services:
         self.tts_worker = EngineWorker("tts")
         if self.metrics is not None:
             for w in (self.stt_worker, self.llm_worker, self.tts_worker):
-                self.metrics.watch_queue(w.name, lambda w=w: w.queued)
+                self.metrics.watch_queue(w.name, functools.partial(_queued, w))
 
     def tts(self, voice: str | None) -> TTSEngine:
         return self.voices.get(voice or self.default_voice) or self.voices[self.default_voice]
@@ -88,10 +89,10 @@ class Services:
             lambda: engine.synthesize(text, cancel=cancel), cancel, self.tts_timeout_s
         )
 
-    async def filler(self, text: str, voice: str | None) -> SpeechChunk | None:
+    async def cached_speech(self, text: str, voice: str | None) -> SpeechChunk | None:
         """A short line synthesised once and kept (acknowledgements); None if TTS fails."""
         key = (text, voice)
-        if key not in self._fillers:
+        if key not in self._cached:
             try:
                 async with self.speak(text, voice, CancelToken()) as chunks:
                     pcm = [c.pcm async for c in chunks]
@@ -100,8 +101,8 @@ class Services:
                 return None
             if not pcm:
                 return None
-            self._fillers[key] = SpeechChunk(text, np.concatenate(pcm), self.tts(voice).sample_rate)
-        return self._fillers[key]
+            self._cached[key] = SpeechChunk(text, np.concatenate(pcm), self.tts(voice).sample_rate)
+        return self._cached[key]
 
     async def prime(self, messages: Sequence[Message]) -> None:
         """Warm the LLM's prompt cache with a session's system prompt (failures only logged)."""
@@ -132,3 +133,7 @@ class Services:
     def close(self) -> None:
         for w in (self.stt_worker, self.llm_worker, self.tts_worker):
             w.close()
+
+
+def _queued(worker: EngineWorker) -> int:
+    return worker.queued

@@ -6,6 +6,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.config import Config
 from agent.engines.llm import LlamaLLM, LLMEngine
@@ -112,8 +113,10 @@ def load_one(kind: str, cfg: Config, progress: Progress | None = None) -> tuple[
 
 def load_engines(cfg: Config, progress: Progress | None = None) -> Engines:
     """Load all four engines in order, recording time and memory of each."""
-    loaded: dict[str, object] = {}
     stats: dict[str, LoadStats] = {}
-    for kind in LOADERS:
-        loaded[kind], stats[kind] = load_one(kind, cfg, progress)
-    return Engines(stats=stats, **loaded)  # type: ignore[arg-type]
+
+    def one(kind: str) -> Any:  # the engine LOADERS[kind] makes (its type is the loader's)
+        engine, stats[kind] = load_one(kind, cfg, progress)
+        return engine
+
+    return Engines(vad=one("vad"), stt=one("stt"), llm=one("llm"), tts=one("tts"), stats=stats)

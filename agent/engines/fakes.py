@@ -11,11 +11,11 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from agent.audio.frames import to_float32
+from agent.audio.levels import dbfs
 from agent.engines.base import CancelToken, EngineError
 from agent.engines.llm import Message
 from agent.engines.stt import SAMPLE_RATE, Transcript
-from agent.engines.tts import SpeechChunk, split_sentences
+from agent.engines.tts import SpeechChunk
 
 
 class FakeVAD:
@@ -37,11 +37,8 @@ class FakeVADStream:
         self.probability = 0.0
 
     def process(self, frame: np.ndarray) -> float:
-        x = to_float32(frame)
-        rms = float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
-        dbfs = 20 * np.log10(max(rms, 1e-9))
         # 0 at the floor, 1 at 10 dB above it.
-        self.probability = float(np.clip((dbfs - self._floor) / 10.0, 0.0, 1.0))
+        self.probability = float(np.clip((dbfs(frame) - self._floor) / 10.0, 0.0, 1.0))
         return self.probability
 
     def reset(self) -> None:
@@ -115,9 +112,12 @@ class FakeLLM:
     def prime(self, messages: Sequence[Message]) -> None:
         self.primed.append(list(messages))
 
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4 + 1  # about 4 characters a token
+
 
 class FakeTTS:
-    """A 440 Hz tone, `seconds_per_char` long per character of each sentence."""
+    """A 440 Hz tone, `seconds_per_char` long per character of the text."""
 
     name = "fake"
 
@@ -130,13 +130,13 @@ class FakeTTS:
 
     def synthesize(self, text: str, *, cancel: CancelToken | None = None) -> Iterator[SpeechChunk]:
         cancel = cancel or CancelToken()
-        for sentence in split_sentences(text):
-            if not _sleep(self._delay, cancel):
-                return
-            n = int(len(sentence) * self._spc * self.sample_rate)
-            t = np.arange(n) / self.sample_rate
-            pcm = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
-            yield SpeechChunk(sentence, pcm, self.sample_rate)
+        text = text.strip()
+        if not text or not _sleep(self._delay, cancel):
+            return
+        n = int(len(text) * self._spc * self.sample_rate)
+        t = np.arange(n) / self.sample_rate
+        pcm = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+        yield SpeechChunk(text, pcm, self.sample_rate)
 
 
 def _sleep(seconds: float, cancel: CancelToken) -> bool:

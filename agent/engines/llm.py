@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, cast
 
 from agent.engines.base import CancelToken, EngineError, ModelError
 
@@ -37,6 +37,10 @@ class LLMEngine(Protocol):
         """Evaluate a prompt prefix (the system prompt) now, so the first turn reuses it."""
         ...
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens `text` takes (the history's budget is counted in them)."""
+        ...
+
 
 class LlamaLLM:
     """llama.cpp through llama-cpp-python, one model shared by every call.
@@ -62,7 +66,8 @@ class LlamaLLM:
         prefix_cache_mb: int = 0,
         seed: int = 1234,
     ) -> None:
-        from llama_cpp import Llama, LlamaRAMCache
+        from llama_cpp import Llama
+        from llama_cpp.llama_cache import LlamaRAMCache
 
         self.name = name
         try:
@@ -104,22 +109,25 @@ class LlamaLLM:
                 return
             try:
                 stream = self._llm.create_chat_completion(
-                    messages=list(messages),  # type: ignore[arg-type]
+                    # Message is the {role, content} subset of llama-cpp's message TypedDicts.
+                    messages=cast(Any, list(messages)),
                     stream=True,
                     max_tokens=max_tokens or self._max_tokens,
                     temperature=self._temperature if temperature is None else temperature,
                 )
             except ValueError as exc:  # e.g. prompt longer than the context
                 raise EngineError(f"LLM rejected the prompt: {exc}") from exc
+            if not isinstance(stream, Generator):  # stream=True always gives one
+                raise EngineError("the LLM did not stream its reply")
             try:
                 for chunk in stream:
                     if cancel.check():
                         return
-                    piece = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
-                    if piece:
+                    piece: object = chunk["choices"][0]["delta"].get("content")
+                    if isinstance(piece, str) and piece:
                         yield piece
             finally:
-                stream.close()  # type: ignore[union-attr]  # stops llama.cpp between tokens
+                stream.close()  # stops llama.cpp between tokens
 
     def prime(self, messages: Sequence[Message]) -> None:
         for _ in self.stream_chat(messages, max_tokens=1):

@@ -13,8 +13,8 @@ from agent.engines.models import ensure, package_file
 def _installed(name: str) -> bool:
     spec = CATALOG[name]
     try:
-        for pf in spec.parts or (spec.location,):
-            package_file(pf)  # type: ignore[arg-type]
+        for pf in spec.parts or ((spec.location,) if spec.location else ()):
+            package_file(pf)
     except ModelError:
         return False
     return True

@@ -132,7 +132,7 @@ def _write_record(out: Path, sha: str) -> None:
 
 def _verified(out: Path, sha: str) -> bool:
     try:
-        record = json.loads(_record_path(out).read_text())
+        record: object = json.loads(_record_path(out).read_text())
         return record == {"sha256": sha, **_stat_key(out)}
     except (OSError, ValueError):
         return False

@@ -1,9 +1,12 @@
-"""Text to speech: text in, PCM streamed out one sentence at a time."""
+"""Text to speech: one piece of text in, its PCM out.
+
+The engine does not split text: the dialog's chunker (agent/dialog/chunker.py) is the one
+place that decides where speech is cut, and hands the engine one chunk at a time.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,15 +15,6 @@ from typing import Protocol
 import numpy as np
 
 from agent.engines.base import CancelToken, ModelError
-
-# A sentence ends at . ! ? ; or : followed by white space (or the end); "Dr. Smith" splits
-# too, which only costs a short pause.
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split text into speakable sentences, dropping empty ones."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
 @dataclass(frozen=True)
@@ -41,7 +35,8 @@ class TTSEngine(Protocol):
     sample_rate: int
 
     def synthesize(self, text: str, *, cancel: CancelToken | None = None) -> Iterator[SpeechChunk]:
-        """Yield one chunk per sentence, as soon as each is ready. Blocking: use a worker."""
+        """Yield the speech of `text` (one chunk; none for blank text or when cancelled first).
+        Blocking: use a worker."""
         ...
 
 
@@ -85,9 +80,9 @@ class PiperTTS:
         self._syn = SynthesisConfig(length_scale=length_scale, normalize_audio=True, volume=volume)
 
     def synthesize(self, text: str, *, cancel: CancelToken | None = None) -> Iterator[SpeechChunk]:
-        for sentence in split_sentences(text):
-            if cancel is not None and cancel.check():
-                return
-            pieces = [c.audio_int16_array for c in self._voice.synthesize(sentence, self._syn)]
-            if pieces:
-                yield SpeechChunk(sentence, np.concatenate(pieces), self.sample_rate)
+        text = text.strip()
+        if not text or (cancel is not None and cancel.check()):
+            return
+        pieces = [c.audio_int16_array for c in self._voice.synthesize(text, self._syn)]
+        if pieces:
+            yield SpeechChunk(text, np.concatenate(pieces), self.sample_rate)

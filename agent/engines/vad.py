@@ -8,8 +8,9 @@ answers 0 or 1 per 10/20/30 ms frame.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class SileroVAD:
 class SileroStream:
     """Silero state for one call: RNN state, the 64/32-sample context, and unfed samples."""
 
-    def __init__(self, session: object, sample_rate: int) -> None:
+    def __init__(self, session: Any, sample_rate: int) -> None:  # an onnxruntime.InferenceSession
         if sample_rate not in (8000, 16000):
             raise ValueError(f"Silero VAD runs at 8000 or 16000 Hz, not {sample_rate}")
         self._session = session
@@ -90,9 +91,7 @@ class SileroStream:
             chunk = self._pending[: self.window].reshape(1, -1)
             self._pending = self._pending[self.window :]
             x = np.concatenate([self._context, chunk], axis=1)
-            out, self._state = self._session.run(  # type: ignore[attr-defined]
-                None, {"input": x, "state": self._state, "sr": self._sr}
-            )
+            out, self._state = self._session.run(None, {"input": x, "state": self._state, "sr": self._sr})
             self._context = x[:, -self._context_size :]
             self.probability = float(out[0][0])
         return self.probability
@@ -117,7 +116,7 @@ class WebRtcVAD:
 class WebRtcStream:
     """webrtcvad for one call; buffers into 20 ms frames (it accepts only 10/20/30 ms)."""
 
-    def __init__(self, make: object, sample_rate: int) -> None:
+    def __init__(self, make: Callable[[], Any], sample_rate: int) -> None:
         if sample_rate not in (8000, 16000, 32000, 48000):
             raise ValueError(f"webrtcvad runs at 8/16/32/48 kHz, not {sample_rate}")
         self._make = make
@@ -126,7 +125,7 @@ class WebRtcStream:
         self.reset()
 
     def reset(self) -> None:
-        self._vad = self._make()  # type: ignore[operator]
+        self._vad = self._make()
         self._pending = np.zeros(0, dtype=np.int16)
         self.probability = 0.0
 

@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from agent.engines.base import CancelToken, EngineTimeout
 
@@ -122,7 +122,7 @@ class EngineStream(Generic[T]):
         if kind == _ITEM:
             if self._timeout_s:
                 self._deadline = time.monotonic() + self._timeout_s
-            return value
+            return cast(T, value)
         self._finished = True
         if kind == _ERROR:
             raise value

@@ -41,8 +41,15 @@ class CallLeg(Protocol):
         """Caller audio: 20 ms int16 frames at 16 kHz, until the call ends."""
         ...
 
-    def play(self, pcm: np.ndarray, rate: int) -> int:
-        """Queue agent audio (any rate, int16 mono); it goes out paced at 20 ms.
+    def play(
+        self,
+        pcm: np.ndarray,
+        rate: int,
+        on_start: Callable[[], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> int:
+        """Queue agent audio (any rate, int16 mono); it goes out paced at 20 ms. `on_start` /
+        `on_end` run on the loop when its first / last frame has gone out (not if flushed).
 
         Returns the samples queued, at `sample_rate` (whole frames)."""
         ...
@@ -96,8 +103,14 @@ class BridgedLeg:
     def frames(self) -> AsyncIterator[np.ndarray]:
         return self.bridge.frames()
 
-    def play(self, pcm: np.ndarray, rate: int) -> int:
-        return self.bridge.play(pcm, rate)
+    def play(
+        self,
+        pcm: np.ndarray,
+        rate: int,
+        on_start: Callable[[], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> int:
+        return self.bridge.play(pcm, rate, on_start, on_end)
 
     def flush(self) -> int:
         return self.bridge.flush()

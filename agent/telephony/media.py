@@ -6,6 +6,9 @@ is dropped and counted, so latency cannot grow without bound.
 Outbound: `play` (loop) resamples and cuts audio into frames in a deque; the media thread's clock
 pulls one frame per tick with `pull_outbound` (silence when empty). deque append/popleft/clear
 are atomic in CPython, so neither side takes a lock and `flush` takes effect at the next tick.
+A piece of audio may carry callbacks for its first and last frame: when the clock pulls that
+frame, the callback is scheduled on the loop, so the output side raises events ("this chunk
+started playing", "it has all gone out") instead of being polled.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
@@ -69,7 +72,7 @@ class FrameBridge:
         self._loop = loop
         self._inbound: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._max_inbound = max_inbound_frames
-        self._outbound: deque[bytes] = deque()
+        self._outbound: deque[tuple[bytes, tuple[Callable[[], None], ...]]] = deque()
         self._closed = False
         self.inbound_dropped = 0  # frames lost because the consumer was too slow
         self.samples_sent = 0
@@ -90,11 +93,19 @@ class FrameBridge:
         """The next agent frame for the wire, or None for silence (any thread)."""
         self.send_clock.tick()
         try:
-            frame = self._outbound.popleft()
+            frame, marks = self._outbound.popleft()
         except IndexError:
             return None
         self.samples_sent += len(frame) // 2
+        for mark in marks:
+            self._call_on_loop(mark)
         return frame
+
+    def _call_on_loop(self, fn: Callable[[], None]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # loop already closed during shutdown
+            self._closed = True
 
     # --- loop side -----------------------------------------------------------------------
     def _deliver(self, frame: bytes | None) -> None:
@@ -113,12 +124,19 @@ class FrameBridge:
             self.receive_clock.tick()
             yield np.frombuffer(frame, dtype=np.int16)
 
-    def play(self, pcm: np.ndarray, rate: int) -> int:
+    def play(
+        self,
+        pcm: np.ndarray,
+        rate: int,
+        on_start: Callable[[], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> int:
         """Queue one piece of int16 mono audio at any rate (a frame, a sentence).
 
         The piece is resampled as a whole and zero-padded to whole frames, so nothing of it
-        lingers in a filter or a partial frame when the agent stops talking. Returns the
-        samples queued (at the bridge's rate).
+        lingers in a filter or a partial frame when the agent stops talking. `on_start` and
+        `on_end` run on the loop once its first / last frame has been handed to the transport
+        (never, if it is flushed first). Returns the samples queued (at the bridge's rate).
         """
         if self._closed or not len(pcm):
             return 0
@@ -130,7 +148,13 @@ class FrameBridge:
             pcm = np.concatenate([pcm, np.zeros(tail, dtype=np.int16)])
         data = np.ascontiguousarray(pcm, dtype=np.int16).tobytes()
         step = 2 * n
-        self._outbound.extend(data[i : i + step] for i in range(0, len(data), step))
+        frames = [data[i : i + step] for i in range(0, len(data), step)]
+        marks: list[list[Callable[[], None]]] = [[] for _ in frames]
+        if on_start is not None:
+            marks[0].append(on_start)
+        if on_end is not None:
+            marks[-1].append(on_end)
+        self._outbound.extend((f, tuple(m)) for f, m in zip(frames, marks, strict=True))
         return len(pcm)
 
     def flush(self) -> int:

@@ -28,7 +28,7 @@ POLL_MS = 5  # how long one libHandleEvents waits: bounds command latency
 class PjsipThread:
     """Runs `setup()` then polls pjsip and executes submitted commands until stopped."""
 
-    def __init__(self, name: str = "pjsip") -> None:
+    def __init__(self, name: str = "pjsip", on_death: Callable[[BaseException], None] | None = None) -> None:
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._stopping = threading.Event()
@@ -36,6 +36,8 @@ class PjsipThread:
         self._setup: Callable[[], None] | None = None
         self._poll: Callable[[int], None] | None = None
         self._teardown: Callable[[], None] | None = None
+        self._on_death = on_death  # called on this thread if polling raises (the thread then ends)
+        self.died: BaseException | None = None
 
     def start(
         self, setup: Callable[[], None], poll: Callable[[int], None], teardown: Callable[[], None]
@@ -44,6 +46,10 @@ class PjsipThread:
         self._setup, self._poll, self._teardown = setup, poll, teardown
         self._thread.start()
         return self._ready
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.died is None
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         """Run fn on the pjsip thread (from any thread); its result arrives in the future."""
@@ -75,6 +81,14 @@ class PjsipThread:
             while not self._stopping.is_set():
                 self._poll(POLL_MS)
                 self._run_commands()
+        except BaseException as exc:
+            # pjsip can no longer be driven: nothing will answer SIP. Say so loudly; the owner
+            # decides (the server stops with an error so that systemd restarts it).
+            self.died = exc
+            self._stopping.set()
+            log.critical("pjsip thread died", error=repr(exc), exc_info=exc)
+            if self._on_death is not None:
+                self._on_death(exc)
         finally:
             self._run_commands()
             try:

@@ -19,12 +19,15 @@ from agent.config import SipConfig
 from agent.errors import StartupError
 from agent.metrics import Metrics
 from agent.telephony.admission import Admission, Rejection
-from agent.telephony.call import CallInfo, Router, run_call
+from agent.telephony.call import CallHandler, CallInfo, Router
+from agent.telephony.callbook import CallBook, CallRejected
 from agent.telephony.limits import CallLimiter
 from agent.telephony.media import FrameBridge
+from agent.telephony.pjhost import guarded
 from agent.telephony.pjthread import PjsipThread
-from agent.telephony.sipcall import FramePort, SipCall, SipLeg, guarded, uri_user
+from agent.telephony.sipcall import FramePort, SipCall, SipLeg
 from agent.telephony.sipreg import SipAccount, account_config
+from agent.telephony.siptext import request_uri, uri_user
 
 log = structlog.get_logger("sip")
 
@@ -57,9 +60,10 @@ class SipEndpoint:
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics or Metrics()
-        self._router = router
-        self._limiter = limiter
-        self._thread = PjsipThread()
+        self._book = CallBook(router, limiter, self.metrics)
+        self._max_calls = limiter.max_calls
+        self._thread = PjsipThread(on_death=lambda exc: self.post(self.failed.set))
+        self.failed = asyncio.Event()  # set if the pjsip thread died: SIP is gone
         self._loop: asyncio.AbstractEventLoop | None = None
         # pjsip-thread state: every pjsua2 object we hold a reference to is in here.
         self._ep: pj.Endpoint | None = None
@@ -83,7 +87,7 @@ class SipEndpoint:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await asyncio.wrap_future(self._thread.start(self._setup, self._poll, self._teardown))
-        log.info("sip listening", addresses=self.addresses, max_calls=self._limiter.max_calls)
+        log.info("sip listening", addresses=self.addresses, max_calls=self._max_calls)
 
     async def stop(self, grace_s: float = 3.0) -> None:
         """Hang up every call with BYE, wait for them to end, destroy pjsua2."""
@@ -128,6 +132,16 @@ class SipEndpoint:
             return 0
 
     @property
+    def alive(self) -> bool:
+        """The pjsip thread runs (a dead one answers nothing)."""
+        return self._thread.alive
+
+    @property
+    def died(self) -> bool:
+        """The pjsip thread ended on an error (not by stop())."""
+        return self._thread.died is not None
+
+    @property
     def registered(self) -> bool | None:
         """None without registration; else whether the registrar accepted us."""
         return None if self._account is None or not self.cfg.registration else self._account.registered
@@ -138,13 +152,11 @@ class SipEndpoint:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _on_leg(self, leg: SipLeg, handler: Any) -> None:
+    def _on_leg(self, leg: SipLeg, handler: CallHandler) -> None:
         self.legs[leg.info.call_id] = leg
-        self.metrics.calls_active.labels("sip").inc()
-        task = asyncio.ensure_future(run_call(leg, handler))
+        task = asyncio.ensure_future(self._book.run(leg, handler))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        task.add_done_callback(lambda t: t.cancelled() or t.result() or self._count("failed"))
 
     def _on_leg_ended(self, leg: SipLeg, code: int, reason: str) -> None:
         self.legs.pop(leg.info.call_id, None)
@@ -153,8 +165,6 @@ class SipEndpoint:
             "call ended", call_id=leg.info.call_id, code=code, reason=reason, duration_s=round(duration, 2)
         )
         m, b = self.metrics, leg.bridge
-        m.calls_active.labels("sip").dec()
-        m.call_duration.labels("sip").observe(duration)
         m.inbound_frames_dropped.labels("sip").inc(b.inbound_dropped)
         if b.send_clock.count > 1:
             m.frame_jitter.labels("send").observe(b.send_clock.std_s)
@@ -276,7 +286,7 @@ class SipEndpoint:
         self._calls[prm.callId] = call
         ci = call.getInfo()
         request = prm.rdata.wholeMsg
-        m = _request_uri(request)
+        m = request_uri(request)
         info = CallInfo(
             call_id=ci.callIdString,
             transport="sip",
@@ -292,29 +302,24 @@ class SipEndpoint:
             self._count("rejected_rate")
             self._hold(call, rejection)
             return
-        if not self._limiter.try_acquire():
-            bound.warning("call rejected: busy", active=self._limiter.active)
-            self._count("rejected_busy")
-            self._hold(call, Rejection(486, "Busy Here"))
-            return
-        call.counted = True
         try:
-            handler = self._router(info)
-        except Exception:
-            bound.exception("router failed")
-            handler = None
-        if handler is None:
-            bound.warning("call rejected: no route")
-            self._count("rejected_not_found")
-            self._hold(call, Rejection(404, "Not Found"))
+            handler = self._book.admit(info)
+        except CallRejected as exc:
+            bound.warning("call rejected", result=exc.result, active=self._book.active)
+            busy = exc.result == "rejected_busy"
+            self._hold(call, Rejection(486, "Busy Here") if busy else Rejection(404, "Not Found"))
             return
         assert self._loop is not None
         leg = SipLeg(info, FrameBridge(self._loop), self, prm.callId)
+        try:
+            call.respond(180)
+            call.respond(200)
+        except pj.Error as exc:  # the caller is gone already
+            bound.warning("call not answered", error=exc.reason)
+            self._book.abandon(info)
+            return
         call.leg = leg
-        call.respond(180)
-        call.respond(200)
         bound.info("call answered")
-        self._count("answered")
         self.post(self._on_leg, leg, handler)
 
     def _hold(self, call: SipCall, rejection: Rejection) -> None:
@@ -336,9 +341,6 @@ class SipEndpoint:
                 log.info("held rejection not sent", code=rejection.code, error=exc.reason)
 
     def on_disconnected(self, call: SipCall, code: int, reason: str) -> None:
-        if call.counted:
-            self._limiter.release()
-            call.counted = False
         if call.leg is not None:
             self.post(self._on_leg_ended, call.leg, code, reason)
         self._reap.append(call.getId())
@@ -347,9 +349,3 @@ class SipEndpoint:
 def _settle(fut: asyncio.Future[int], code: int) -> None:
     if not fut.done():
         fut.set_result(code)
-
-
-def _request_uri(message: str) -> str:
-    first = message.split("\r\n", 1)[0].split("\n", 1)[0]
-    parts = first.split()
-    return parts[1] if len(parts) == 3 and parts[0] == "INVITE" else ""

@@ -7,44 +7,16 @@ alive past `libDestroy()`.
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import pjsua2 as pj
 import structlog
 
 from agent.telephony.call import BridgedLeg, CallInfo
 from agent.telephony.media import FrameBridge
-
-if TYPE_CHECKING:
-    from agent.telephony.sip import SipEndpoint
+from agent.telephony.pjhost import SipHost, guarded
 
 log = structlog.get_logger("sip")
-_USER = re.compile(r"sips?:([^@;>\s]+)@")
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def guarded(fn: F) -> F:
-    """For pjsua2 callbacks: an exception escaping into C++ (a SWIG director) aborts the
-    process, so log it and carry on; the call and the process survive."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception:
-            log.exception("pjsua2 callback failed", callback=fn.__qualname__)
-            return None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def uri_user(uri: str) -> str:
-    """The user part of a SIP URI ('echo' in '"Echo" <sip:echo@host>'), or ''."""
-    m = _USER.search(uri)
-    return m.group(1) if m else ""
 
 
 class FramePort(pj.AudioMediaPort):
@@ -87,12 +59,11 @@ class FramePort(pj.AudioMediaPort):
 class SipCall(pj.Call):
     """pjsua2 call with our callbacks; owned by the endpoint's registry on the pjsip thread."""
 
-    def __init__(self, endpoint: SipEndpoint, account: pj.Account, call_id: int) -> None:
+    def __init__(self, endpoint: SipHost, account: pj.Account, call_id: int) -> None:
         super().__init__(account, call_id)
         self.endpoint = endpoint
         self.leg: SipLeg | None = None
         self.port: FramePort | None = None
-        self.counted = False  # holds a slot of the call limiter
         self.on_transfer_status: Callable[[int], None] | None = None  # set by a pending REFER
 
     def respond(self, code: int, reason: str = "", retry_after_s: int = 0) -> None:
@@ -176,7 +147,7 @@ class SipCall(pj.Call):
 class SipLeg(BridgedLeg):
     """The asyncio side of a SIP call."""
 
-    def __init__(self, info: CallInfo, bridge: FrameBridge, endpoint: SipEndpoint, pj_call_id: int) -> None:
+    def __init__(self, info: CallInfo, bridge: FrameBridge, endpoint: SipHost, pj_call_id: int) -> None:
         super().__init__(info, bridge)
         self._endpoint = endpoint
         self._pj_call_id = pj_call_id

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import socket
+
+from agent.telephony import siptext
 
 
 def options_request(host: str, port: int, local_port: int) -> bytes:
-    tag, branch, call_id = (secrets.token_hex(6) for _ in range(3))
-    return (
-        f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bK{branch};rport\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:ping@127.0.0.1>;tag={tag}\r\n"
-        f"To: <sip:{host}:{port}>\r\n"
-        f"Call-ID: {call_id}@voice-agent\r\n"
-        "CSeq: 1 OPTIONS\r\n"
-        "Content-Length: 0\r\n\r\n"
+    tag, branch, call_id = (siptext.new_token() for _ in range(3))
+    return siptext.request(
+        "OPTIONS",
+        f"sip:{host}:{port}",
+        [
+            ("Via", f"SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bK{branch};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:ping@127.0.0.1>;tag={tag}"),
+            ("To", f"<sip:{host}:{port}>"),
+            ("Call-ID", f"{call_id}@voice-agent"),
+            ("CSeq", "1 OPTIONS"),
+        ],
     ).encode()
 
 
@@ -35,4 +38,7 @@ def _ping(host: str, port: int, timeout_s: float) -> bool:
             data, _ = s.recvfrom(65535)
         except OSError:
             return False
-    return data.startswith(b"SIP/2.0 200")
+    try:
+        return siptext.parse(data).status == 200
+    except siptext.SipParseError:
+        return False

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pjsua2 as pj
 import structlog
 
 from agent.config import SipConfig
-from agent.telephony.sipcall import guarded
-
-if TYPE_CHECKING:
-    from agent.telephony.sip import SipEndpoint
+from agent.telephony.pjhost import SipHost, guarded
 
 log = structlog.get_logger("sip")
 
@@ -19,11 +14,10 @@ log = structlog.get_logger("sip")
 class SipAccount(pj.Account):
     """Receives INVITEs for the endpoint; tracks registration (pjsua refreshes and retries)."""
 
-    def __init__(self, endpoint: SipEndpoint) -> None:
+    def __init__(self, endpoint: SipHost) -> None:
         super().__init__()
         self._endpoint = endpoint
         self.registered = False
-        self.last_reg_code = 0
 
     @guarded
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
@@ -33,7 +27,6 @@ class SipAccount(pj.Account):
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         info = self.getInfo()
         self.registered = bool(info.regIsActive)
-        self.last_reg_code = prm.code
         event = "registered" if self.registered else "not registered"
         level = log.info if prm.code // 100 == 2 else log.warning
         level(event, code=prm.code, reason=prm.reason, expires_s=info.regExpiresSec, uri=info.uri)

@@ -13,7 +13,8 @@ import contextlib
 import fractions
 import json
 import secrets
-import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +25,12 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 
 from agent.audio.frames import Framer
+from agent.audio.pacing import Pacer
 from agent.audio.resample import StreamResampler
 from agent.config import WebRtcConfig
 from agent.metrics import Metrics
-from agent.telephony.call import BridgedLeg, CallInfo, Router, run_call
+from agent.telephony.call import BridgedLeg, CallHandler, CallInfo, Router
+from agent.telephony.callbook import CallBook, CallRejected
 from agent.telephony.limits import CallLimiter
 from agent.telephony.media import FrameBridge
 
@@ -50,20 +53,41 @@ class Answer:
     sdp: str
 
 
-def restrict_host_candidates(addresses: list[str]) -> None:
-    """Offer only these host addresses as ICE candidates (e.g. 127.0.0.1 in tests).
+_ICE_ADDRESSES: ContextVar[tuple[str, ...] | None] = ContextVar("ice_addresses", default=None)
 
-    aioice has no option for it and skips 127.0.0.1 on its own, so its address lookup is
-    replaced, once per process, from the config: the only module-level change we make.
+
+def install_ice_address_hook() -> None:
+    """Let each gateway choose its ICE host candidates (e.g. 127.0.0.1 in tests).
+
+    aioice has no per-connection setting for them (its `Connection` calls a module-level
+    `get_host_addresses`, which also skips 127.0.0.1), so that lookup is wrapped once per
+    process at start-up: inside `ice_addresses(...)` it returns those addresses, everywhere
+    else it does what aioice does. Calling it again changes nothing.
     """
-    if not addresses:
-        return
     import aioice.ice
 
-    chosen = list(addresses)
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [
-        a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
-    ]
+    original = aioice.ice.get_host_addresses
+    if getattr(original, "voice_agent_hook", False):
+        return
+
+    def lookup(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        chosen = _ICE_ADDRESSES.get()
+        if chosen is None:
+            return original(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    setattr(lookup, "voice_agent_hook", True)  # noqa: B010  # marks the wrapper as ours
+    aioice.ice.get_host_addresses = lookup
+
+
+@contextlib.contextmanager
+def ice_addresses(addresses: list[str]) -> Iterator[None]:
+    """Candidates gathered in this context (this task) use only `addresses` ([]: all)."""
+    token = _ICE_ADDRESSES.set(tuple(addresses) or None)
+    try:
+        yield
+    finally:
+        _ICE_ADDRESSES.reset(token)
 
 
 class AgentTrack(MediaStreamTrack):
@@ -77,19 +101,13 @@ class AgentTrack(MediaStreamTrack):
         self._up = StreamResampler(bridge.rate, OUT_RATE)
         self._framer = Framer(OUT_RATE)
         self._pending: list[np.ndarray] = []
-        self._start: float | None = None
+        self._pacer = Pacer(OUT_FRAME / OUT_RATE)  # on our own clock: a late loop catches up
         self._pts = 0
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        else:  # pace on our own clock; when the loop was late, catch up without sleeping
-            wait = self._start + self._pts / OUT_RATE - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        await self._pacer.wait()
         while not self._pending:
             data = self._bridge.pull_outbound()
             pcm = np.frombuffer(data, np.int16) if data else np.zeros(self._bridge.frame_samples, np.int16)
@@ -148,6 +166,8 @@ async def pump_inbound(track: MediaStreamTrack, bridge: FrameBridge) -> None:
             frame = await track.recv()
         except MediaStreamError:
             return
+        if not isinstance(frame, av.AudioFrame):  # an audio track only yields audio frames
+            continue
         pcm = frame.to_ndarray()  # packed: (1, samples * channels); planar: (channels, samples)
         channels = len(frame.layout.channels)
         if channels > 1:
@@ -166,13 +186,10 @@ class WebRtcGateway:
 
     def __init__(self, cfg: WebRtcConfig, router: Router, limiter: CallLimiter, metrics: Metrics) -> None:
         self.cfg = cfg
-        self._router = router
-        self._limiter = limiter
-        self._metrics = metrics
+        self._book = CallBook(router, limiter, metrics)
         self.legs: dict[str, WebRtcLeg] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self.accepting = False  # set once the engines are loaded; before that offers get 503
-        restrict_host_candidates(cfg.ice_addresses)
 
     async def answer(self, sdp: str, to_user: str, remote: str) -> Answer:
         """Accept an offer: returns our answer, or raises OfferError (404, 400, 503)."""
@@ -180,13 +197,12 @@ class WebRtcGateway:
             raise OfferError(503, "the agent is starting: try again in a moment")
         call_id = f"web-{secrets.token_hex(6)}"
         info = CallInfo(call_id, "webrtc", f"web:{remote}", f"web:{to_user}", to_user, remote_addr=remote)
-        handler = self._router(info)
-        if handler is None:
-            self._metrics.calls.labels("webrtc", "rejected_not_found").inc()
-            raise OfferError(404, f"no dialplan answers {to_user!r}")
-        if not self._limiter.try_acquire():
-            self._metrics.calls.labels("webrtc", "rejected_busy").inc()
-            raise OfferError(503, "all lines are busy: try again in a moment")
+        try:
+            handler = self._book.admit(info)
+        except CallRejected as exc:
+            if exc.result == "rejected_busy":
+                raise OfferError(503, "all lines are busy: try again in a moment") from None
+            raise OfferError(404, str(exc)) from None
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # never a public STUN server
         leg = WebRtcLeg(info, FrameBridge(asyncio.get_running_loop()), pc)
         try:
@@ -194,13 +210,13 @@ class WebRtcGateway:
             await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
             if not any(t.kind == "audio" for t in pc.getTransceivers()):
                 raise ValueError("the offer has no audio")
-            await pc.setLocalDescription(await pc.createAnswer())
+            with ice_addresses(self.cfg.ice_addresses):  # candidates are gathered in here
+                await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError and friends for SDP it cannot use
             await pc.close()
-            self._limiter.release()
+            self._book.abandon(info, None)  # a 400: the page was told, no call to count
             raise OfferError(400, f"unusable SDP offer: {exc}") from exc
         self.legs[call_id] = leg
-        self._metrics.calls_active.labels("webrtc").inc()
         self._spawn(self._lifetime(leg, handler))
         log.info("webrtc offer answered", call_id=call_id, to=to_user, remote=remote)
         return Answer(call_id, pc.localDescription.sdp)
@@ -217,12 +233,13 @@ class WebRtcGateway:
         def on_datachannel(channel: Any) -> None:
             leg.on_channel(channel)
 
-            @channel.on("message")
             def on_message(message: Any) -> None:
                 with contextlib.suppress(ValueError, TypeError, AttributeError):
                     if json.loads(message).get("type") == "hangup":
                         log.info("caller hung up", call_id=leg.info.call_id)
                         self._spawn(pc.close())
+
+            channel.on("message", on_message)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -234,7 +251,7 @@ class WebRtcGateway:
                 if not leg.ended.is_set():
                     leg.on_ended()
 
-    async def _lifetime(self, leg: WebRtcLeg, handler: Any) -> None:
+    async def _lifetime(self, leg: WebRtcLeg, handler: CallHandler) -> None:
         """Wait for media, run the call, then release everything it held."""
         pc = leg.pc
         try:
@@ -245,24 +262,19 @@ class WebRtcGateway:
             )
             up.cancel()
             gone.cancel()
-            if leg.ended.is_set():
+            if not leg.connected.is_set() or leg.ended.is_set():
+                if not leg.ended.is_set():
+                    log.warning("webrtc media never connected", call_id=leg.info.call_id)
+                # counted as failed unless the page hung up first
+                self._book.abandon(leg.info, None if leg.ended.is_set() else "failed")
                 return
-            if not leg.connected.is_set():
-                log.warning("webrtc media never connected", call_id=leg.info.call_id)
-                self._metrics.calls.labels("webrtc", "failed").inc()
-                return
-            self._metrics.calls.labels("webrtc", "answered").inc()
             leg.notify({"type": "state", "state": "connected"})
-            if not await run_call(leg, handler):
-                self._metrics.calls.labels("webrtc", "failed").inc()
+            await self._book.run(leg, handler)
         finally:
             await pc.close()
             if not leg.ended.is_set():
                 leg.on_ended()
             self.legs.pop(leg.info.call_id, None)
-            self._limiter.release()
-            self._metrics.calls_active.labels("webrtc").dec()
-            self._metrics.call_duration.labels("webrtc").observe(time.time() - leg.info.started_at)
             log.info("webrtc call ended", call_id=leg.info.call_id)
 
     def _spawn(self, coro: Any) -> None:

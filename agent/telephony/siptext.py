@@ -1,13 +1,15 @@
-"""SIP messages as text: parse what arrives, build what goes out (RFC 3261, UDP only).
+"""SIP messages as text: parse what arrives, build what goes out, read URIs (RFC 3261).
 
-Only what a test caller needs: requests and responses with their headers and body. Header
-names are kept in their compact-form-expanded, lower-case spelling for lookups.
+The one place SIP text is handled outside pjsip: callsim's user agent, the agent's OPTIONS
+ping, its request-URI routing and the tests all use it. Header names are kept in their
+compact-form-expanded, lower-case spelling for lookups.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 _COMPACT = {
@@ -25,6 +27,7 @@ _COMPACT = {
 }
 _TAG = re.compile(r";\s*tag=([^;>\s]+)", re.I)
 _URI = re.compile(r"<([^>]+)>")
+_USER = re.compile(r"^(?:sips?:([^@;>\s]+)@|tel:([^;>\s]+))", re.I)
 
 
 class SipParseError(ValueError):
@@ -117,11 +120,35 @@ def uri_of(header: str) -> str:
     return m.group(1) if m else header.split(";", 1)[0].strip()
 
 
+def uri_user(uri_or_header: str) -> str:
+    """The user part of a SIP URI ('echo' in '"Echo" <sip:echo@host>;tag=1'), or ''."""
+    m = _USER.match(uri_of(uri_or_header))
+    return (m.group(1) or m.group(2)) if m else ""
+
+
+def request_uri(message: str, method: str = "INVITE") -> str:
+    """The Request-URI of a request's text if it is a `method` request, else ''."""
+    parts = message.split("\n", 1)[0].split()
+    return parts[1] if len(parts) == 3 and parts[0] == method and parts[2] == "SIP/2.0" else ""
+
+
+def request(method: str, uri: str, headers: list[tuple[str, str]], body: str = "") -> SipMessage:
+    """A request; Content-Length is added when encoded."""
+    return SipMessage(f"{method} {uri} SIP/2.0", [(k.lower(), v) for k, v in headers], body)
+
+
 def new_token() -> str:
     return secrets.token_hex(8)
 
 
-def response(req: SipMessage, status: int, reason: str, to_tag: str = "", extra=(), body: str = ""):
+def response(
+    req: SipMessage,
+    status: int,
+    reason: str,
+    to_tag: str = "",
+    extra: Iterable[tuple[str, str]] = (),
+    body: str = "",
+) -> SipMessage:
     """A response to `req`: Via, From, To (with our tag), Call-ID and CSeq copied."""
     headers = [(k, v) for k, v in req.headers if k in ("via", "from", "call-id", "cseq")]
     to = req.get("to")

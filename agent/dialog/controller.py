@@ -1,0 +1,371 @@
+"""The turn controller: every decision of a call, as events in and commands out.
+
+`TurnController.handle(event) -> list[Command]` is the whole interface. It holds the call's
+state (listening, thinking, speaking, ...), the reply in progress, the conversation history
+and each turn's timing record, and decides: when a caller's turn starts a reply (speculatively
+at a pause, committed at its end), when caller speech is a barge-in, when silence earns a
+reprompt or a goodbye, what a finished reply's tools do. It does no I/O (it logs) and has no
+clock: every event carries its time, so its tests are instant sequences of events.
+
+Where things are decided: barge-in in `_on_sustained`, end of turn in `_on_turn_ended`,
+speculation in `_on_paused` / `_on_resumed`, silence and time limits in `_on_timer`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+import structlog
+
+from agent.dialog import events as ev
+from agent.dialog.dialplan import Dialplan
+from agent.dialog.history import History
+from agent.dialog.timing import TurnTiming
+from agent.dialog.tools import Action, Hangup, Transfer
+from agent.dialog.turns import SpeechPaused, SpeechResumed, SpeechStarted, SpeechSustained, TurnEnded
+
+log = structlog.get_logger("session")
+
+ECHO_TAIL_S = 0.5  # the agent's audio may come back this long after it was sent
+# Timer names
+MAX_DURATION, SILENCE, ECHO_GATE = "max_duration", "silence", "echo_gate"
+
+
+class State(enum.StrEnum):
+    GREETING = "greeting"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    TRANSFERRING = "transferring"
+    ENDED = "ended"
+
+
+@dataclass
+class _Reply:
+    """The controller's view of one reply (the engine work is the runner's)."""
+
+    id: int
+    timing: TurnTiming | None  # None for a fixed line (greeting, reprompt, ...)
+    committed: bool
+    user_text: str = ""
+    playing: bool = False  # some of its audio has gone out
+
+
+class TurnController:
+    """One per call. Feed it events; carry out the commands it returns, in order."""
+
+    def __init__(self, plan: Dialplan, history: History) -> None:
+        self.plan = plan
+        self.history = history
+        self.state = State.GREETING
+        self.turns: list[TurnTiming] = []  # finished caller turns, in order
+        self.transfers: list[Transfer] = []
+        self._reply: _Reply | None = None
+        self._stopping: dict[int, _Reply] = {}  # flushed, waiting for PlaybackStopped
+        self._next_id = 0
+        self._turn_start: float | None = None  # onset of the caller's turn in progress
+        self._turn_index: int | None = None  # its number, once a reply was started for it
+        self._turns_started = 0
+        self._in_speech = False
+        self._closing = False  # saying goodbye: not interruptible, then hang up
+        self._started = self._last_caller = self._last_agent = 0.0
+        self._out: list[ev.Command] = []
+
+    @property
+    def ended(self) -> bool:
+        return self.state is State.ENDED
+
+    def handle(self, event: ev.Event) -> list[ev.Command]:
+        """Decide what `event` means for the call; returns the commands to carry out."""
+        self._out = []
+        match event:
+            case ev.Started(t=t):
+                self._on_started(t)
+            case SpeechStarted(t=t):
+                self._in_speech = True
+                self._turn_start, self._turn_index = t, None
+                log.info("speech started")
+            case SpeechSustained():
+                self._on_sustained(event)
+            case SpeechPaused():
+                self._on_paused(event)
+            case SpeechResumed():
+                self._on_resumed()
+            case TurnEnded():
+                self._on_turn_ended(event)
+            case ev.Transcribed() | ev.FirstToken() | ev.ChunkSynthesised() | ev.ChunkStarted():
+                self._on_progress(event)
+            case ev.ReplyDone():
+                self._on_reply_done(event)
+            case ev.PlaybackStopped(reply=rid, t=t, heard=heard):
+                stopped = self._stopping.pop(rid, None)
+                if stopped is not None:
+                    self._finish(stopped, heard, t, interrupted=True)
+            case ev.TimerFired(name=name, t=t):
+                self._on_timer(name, t)
+            case ev.DtmfReceived(digit=digit):
+                log.info("dtmf", digit=digit)  # no DTMF menus yet: logged, so nothing goes unseen
+            case ev.TransferResult(ok=ok, t=t):
+                self._on_transfer_result(ok, t)
+            case ev.CallerLeft(t=t):
+                if self._reply is not None:
+                    self._stop(self._reply)
+                self._set(State.ENDED)
+        return self._out
+
+    # --- start, speech --------------------------------------------------------------------
+    def _on_started(self, t: float) -> None:
+        self._started = self._last_caller = self._last_agent = t
+        self._emit(ev.Notify({"type": "state", "state": str(self.state)}))
+        self._emit(ev.SetTimer(MAX_DURATION, t + self.plan.max_duration_s))
+        if self.plan.greeting:
+            self._say(self.plan.greeting)
+        else:
+            self._set(State.LISTENING)
+            self._arm_silence()
+
+    def _on_sustained(self, e: SpeechSustained) -> None:
+        """Barge-in: caller speech long enough while the agent thinks or speaks."""
+        r = self._reply
+        if r is None or not r.committed or self._closing or self.state is State.TRANSFERRING:
+            return
+        if r.timing is not None:
+            r.timing.barge_in, r.timing.audio_stopped = e.onset, e.t
+        log.info("barge-in", turn=r.timing.index if r.timing else None)
+        self._emit(ev.Notify({"type": "barge_in"}))
+        self._stop(r, barge_in=True)
+        self._set(State.LISTENING)
+
+    def _on_paused(self, e: SpeechPaused) -> None:
+        """Speculation: start STT and the LLM on what was said so far."""
+        if self._blocked() or self._reply is not None or self._turn_start is None:
+            return
+        timing = TurnTiming(speech_start=self._turn_start, speculative=True)
+        self._start_reply(timing, e.audio, committed=False)
+
+    def _on_resumed(self) -> None:
+        r = self._reply
+        if r is not None and not r.committed and not self._blocked():
+            self._emit(ev.Cancel(r.id))
+            self._reply = None
+            log.info("speculation dropped: caller went on")
+
+    def _on_turn_ended(self, e: TurnEnded) -> None:
+        """End of turn: commit the speculative reply, or start one."""
+        self._in_speech = False
+        if self._blocked():
+            return
+        self._last_caller = e.t
+        log.info("speech stopped", seconds=round(len(e.audio) / 16000, 2))
+        r = self._reply
+        if r is not None and r.committed:
+            # Too short to barge in (a cough, an "mm-hm") while the agent was busy: ignored.
+            log.info("short sound ignored while the agent talks")
+            return
+        if r is None:
+            r = self._start_reply(TurnTiming(), e.audio, committed=True)
+        else:
+            r.committed = True
+            self._emit(ev.Commit(r.id))
+        assert r.timing is not None
+        r.timing.speech_start = self._turn_start
+        r.timing.speech_end, r.timing.turn_end = e.speech_end, e.t
+        self._turn_start = None
+        if r.user_text:
+            self._caption("caller", r.user_text)
+        self._set(State.THINKING)
+
+    # --- replies ----------------------------------------------------------------------------
+    def _start_reply(self, timing: TurnTiming, audio: np.ndarray, committed: bool) -> _Reply:
+        # A caller's turn is numbered once: a dropped speculation and its successor share it.
+        if self._turn_index is None:
+            self._turn_index = self._turns_started
+            self._turns_started += 1
+        timing.index = self._turn_index
+        r = self._reply = _Reply(self._new_id(), timing, committed)
+        self._emit(ev.StartReply(r.id, timing.index, audio, committed))
+        return r
+
+    def _say(self, text: str, actions: tuple[Action, ...] = ()) -> None:
+        """Speak a fixed line now, instead of whatever was being said."""
+        if self._reply is not None:
+            self._stop(self._reply)
+        self._reply = _Reply(self._new_id(), None, committed=True)
+        self._emit(ev.Say(self._reply.id, text, actions))
+        if self.state is State.LISTENING:
+            self._set(State.SPEAKING)
+
+    def _stop(self, r: _Reply, barge_in: bool = False) -> None:
+        """Cancel a reply; a committed one is flushed and finished once PlaybackStopped says
+        what was heard of it."""
+        if r.committed:
+            self._stopping[r.id] = r
+            self._emit(ev.Flush(r.id, barge_in))
+        self._emit(ev.Cancel(r.id))
+        if self._reply is r:
+            self._reply = None
+
+    def _on_progress(self, e: ev.Transcribed | ev.FirstToken | ev.ChunkSynthesised | ev.ChunkStarted) -> None:
+        r = self._reply
+        if r is None or e.reply != r.id:
+            return  # a cancelled reply's late news
+        t = r.timing
+        match e:
+            case ev.Transcribed(text=text):
+                r.user_text = text
+                if t is not None:
+                    t.stt_done, t.user_text = e.t, text
+                if r.committed and text:
+                    self._caption("caller", text)
+            case ev.FirstToken() if t is not None and t.llm_first_token is None:
+                t.llm_first_token = e.t
+            case ev.ChunkSynthesised() if t is not None and t.tts_first_chunk is None:
+                t.tts_first_chunk = e.t
+            case ev.ChunkStarted():
+                r.playing = True
+                self._emit(ev.SetEchoGate(e.level_db - self.plan.turn.echo_margin_db))
+                if t is not None and e.ack and t.ack_audio is None:
+                    t.ack_audio = e.t
+                elif t is not None and not e.ack and t.first_audio is None:
+                    t.first_audio = e.t
+                if e.text:
+                    self._caption("agent", e.text)
+                if self.state in (State.THINKING, State.LISTENING):
+                    self._set(State.SPEAKING)
+
+    def _on_reply_done(self, e: ev.ReplyDone) -> None:
+        r = self._reply
+        if r is None or e.reply != r.id:
+            return
+        tool = next((a for a in e.actions if isinstance(a, Hangup | Transfer)), None)
+        ends = tool is not None or self._closing
+        self._finish(r, e.text, e.t, interrupted=False, actions=e.actions, failed=e.failed, listen=not ends)
+        if isinstance(tool, Transfer):
+            self._transfer(tool)
+        elif ends:  # the hangup tool, or a goodbye (time limit, silence)
+            self._hang_up()
+
+    def _finish(
+        self,
+        r: _Reply,
+        heard: str,
+        t: float,
+        *,
+        interrupted: bool,
+        actions: tuple[Action, ...] = (),
+        failed: bool = False,
+        listen: bool = True,
+    ) -> None:
+        """Record what the caller heard of a reply: in the history and in its timing record."""
+        if r.user_text:
+            self.history.add_user(r.user_text)
+        self.history.add_agent(heard)
+        if r.playing:
+            self._last_agent = t
+            self._emit(ev.SetTimer(ECHO_GATE, t + ECHO_TAIL_S))
+        if self._reply is r:
+            self._reply = None
+        timing = r.timing
+        if timing is not None:
+            # The caller's silence counts from the end of the answer to them (a long answer
+            # must not use up their time), but not from a reprompt.
+            self._last_caller = t
+            timing.reply_text, timing.interrupted = heard, interrupted
+            timing.action = ",".join(_name(a) for a in actions) or ("fallback" if failed else "")
+            if not r.user_text and not failed and not actions:
+                timing.action = "ignored"  # noise, or nothing Whisper could make words of
+            self.turns.append(timing)
+            self._emit(ev.RecordTurn(timing))
+        if listen and self._reply is None and not self._blocked():
+            self._set(State.LISTENING)
+            self._arm_silence()
+
+    # --- tools, timers ------------------------------------------------------------------------
+    def _hang_up(self) -> None:
+        self._set(State.ENDED)
+        self._emit(ev.HangUp())
+
+    def _transfer(self, action: Transfer) -> None:
+        self._set(State.TRANSFERRING)
+        self.transfers.append(action)
+        log.info("transfer requested", target=action.target, uri=action.uri)
+        self._emit(ev.StartTransfer(action))
+
+    def _on_transfer_result(self, ok: bool, t: float) -> None:
+        if self.state is not State.TRANSFERRING:
+            return
+        if ok:
+            self._set(State.ENDED)
+            return
+        self._set(State.LISTENING)
+        assert self.plan.tools.transfer is not None
+        self._say(self.plan.tools.transfer.unavailable)
+
+    def _on_timer(self, name: str, t: float) -> None:
+        if name == ECHO_GATE:
+            if self._reply is None or not self._reply.playing:
+                self._emit(ev.SetEchoGate(None))
+            return
+        if self._closing or self.state is State.ENDED:
+            return
+        if name == MAX_DURATION:
+            log.info("time limit reached", seconds=self.plan.max_duration_s)
+            self._close(self.plan.time_limit)
+        elif name == SILENCE and self._idle():
+            silence = self.plan.silence
+            hang_up_at = self._last_caller + silence.hangup_after_s
+            reprompt_at = max(self._last_caller, self._last_agent) + silence.reprompt_after_s
+            if t >= hang_up_at:
+                log.info("caller silent: hanging up", seconds=silence.hangup_after_s)
+                self._close(silence.goodbye)
+            elif t >= reprompt_at:
+                log.info("caller silent: reprompt")
+                self._say(silence.reprompt)
+            else:
+                self._emit(ev.SetTimer(SILENCE, min(hang_up_at, reprompt_at)))
+
+    def _arm_silence(self) -> None:
+        silence = self.plan.silence
+        self._emit(
+            ev.SetTimer(
+                SILENCE,
+                min(
+                    self._last_caller + silence.hangup_after_s,
+                    max(self._last_caller, self._last_agent) + silence.reprompt_after_s,
+                ),
+            )
+        )
+
+    def _close(self, line: str) -> None:
+        self._say(line)
+        self._closing = True
+
+    # --- small helpers ------------------------------------------------------------------------
+    def _idle(self) -> bool:
+        return self.state is State.LISTENING and self._reply is None and not self._in_speech
+
+    def _blocked(self) -> bool:
+        """Caller speech changes nothing while saying goodbye or transferring."""
+        return self._closing or self.state in (State.TRANSFERRING, State.ENDED)
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _caption(self, who: str, text: str) -> None:
+        self._emit(ev.Notify({"type": "caption", "who": who, "text": text}))
+
+    def _set(self, state: State) -> None:
+        if state is not self.state:
+            log.info("state", state=str(state), was=str(self.state))
+            self.state = state
+            self._emit(ev.Notify({"type": "state", "state": str(state)}))
+
+    def _emit(self, command: ev.Command) -> None:
+        self._out.append(command)
+
+
+def _name(a: Action) -> str:
+    return "hangup" if isinstance(a, Hangup) else f"transfer:{a.target}"
