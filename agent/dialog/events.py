@@ -61,7 +61,7 @@ class ChunkStarted:
     reply: int
     t: float
     text: str  # "" for an acknowledgement
-    level_db: float  # the chunk's speech level (for the echo gate)
+    level_db: float  # the loudest speech level queued so far in this reply (for the echo gate)
     ack: bool = False
 
 

@@ -41,6 +41,7 @@ class Playout:
         self._ended = 0  # pieces whose last frame has gone out
         self._closed = False
         self._drained = asyncio.Event()
+        self._level = -120.0  # loudest active speech level queued (dBFS)
 
     @property
     def placed(self) -> bool:
@@ -49,10 +50,11 @@ class Playout:
 
     def play(self, text: str, pcm: np.ndarray, rate: int, *, ack: bool = False) -> None:
         """Queue a chunk of the answer, or (`ack`) an acknowledgement: heard, not part of it."""
-        level = active_level_db(pcm)
+        self._level = max(self._level, active_level_db(pcm))
 
         def started() -> None:
-            self._post(ChunkStarted(self._reply, time.monotonic(), "" if ack else text, level, ack))
+            # The loudest piece queued so far sets the echo gate: what comes back may be any of it.
+            self._post(ChunkStarted(self._reply, time.monotonic(), "" if ack else text, self._level, ack))
 
         if not ack and self._base < 0:  # an acknowledgement only ever comes before the answer
             self._base = self._leg.samples_sent + self._leg.samples_queued

@@ -18,6 +18,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextvars import Context, copy_context
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class FrameBridge:
         self._loop = loop
         self._inbound: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._max_inbound = max_inbound_frames
-        self._outbound: deque[tuple[bytes, tuple[Callable[[], None], ...]]] = deque()
+        self._outbound: deque[tuple[bytes, tuple[Callable[[], None], ...], Context | None]] = deque()
         self._closed = False
         self.inbound_dropped = 0  # frames lost because the consumer was too slow
         self.samples_sent = 0
@@ -93,17 +94,18 @@ class FrameBridge:
         """The next agent frame for the wire, or None for silence (any thread)."""
         self.send_clock.tick()
         try:
-            frame, marks = self._outbound.popleft()
+            frame, marks, context = self._outbound.popleft()
         except IndexError:
             return None
         self.samples_sent += len(frame) // 2
         for mark in marks:
-            self._call_on_loop(mark)
+            self._call_on_loop(mark, context)
         return frame
 
-    def _call_on_loop(self, fn: Callable[[], None]) -> None:
+    def _call_on_loop(self, fn: Callable[[], None], context: Context | None) -> None:
         try:
-            self._loop.call_soon_threadsafe(fn)
+            # In the context play() was called in (the call's log context), not this thread's.
+            self._loop.call_soon_threadsafe(fn, context=context)
         except RuntimeError:  # loop already closed during shutdown
             self._closed = True
 
@@ -154,7 +156,8 @@ class FrameBridge:
             marks[0].append(on_start)
         if on_end is not None:
             marks[-1].append(on_end)
-        self._outbound.extend((f, tuple(m)) for f, m in zip(frames, marks, strict=True))
+        context = copy_context() if on_start or on_end else None
+        self._outbound.extend((f, tuple(m), context) for f, m in zip(frames, marks, strict=True))
         return len(pcm)
 
     def flush(self) -> int:

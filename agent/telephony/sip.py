@@ -305,9 +305,12 @@ class SipEndpoint:
         try:
             handler = self._book.admit(info)
         except CallRejected as exc:
-            bound.warning("call rejected", result=exc.result, active=self._book.active)
-            busy = exc.result == "rejected_busy"
-            self._hold(call, Rejection(486, "Busy Here") if busy else Rejection(404, "Not Found"))
+            if exc.result == "rejected_busy":
+                bound.warning("call rejected: busy", active=self._book.active)
+                self._hold(call, Rejection(486, "Busy Here"))
+            else:
+                bound.warning("call rejected: no route")
+                self._hold(call, Rejection(404, "Not Found"))
             return
         assert self._loop is not None
         leg = SipLeg(info, FrameBridge(self._loop), self, prm.callId)
