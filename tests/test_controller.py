@@ -12,16 +12,9 @@ from agent.dialog.history import History
 from agent.dialog.prompt import system_prompt
 from agent.dialog.tools import Hangup, Transfer
 from agent.dialog.turns import SpeechPaused, SpeechResumed, SpeechStarted, SpeechSustained, TurnEnded
+from tests.test_session import TOOLS  # the same dialplan tools as the real-clock session tests
 
 AUDIO = np.zeros(1600, np.int16)
-TOOLS = {
-    "hangup": {"goodbye": "Bye now.", "phrases": ["goodbye"]},
-    "transfer": {
-        "say": "Transferring you to {target}.",
-        "unavailable": "Nobody is free.",
-        "targets": {"desk": {"uri": "sip:desk@127.0.0.1", "spoken": "the desk", "phrases": ["real person"]}},
-    },
-}
 DESK = Transfer("desk", "sip:desk@127.0.0.1", "the desk")
 
 
