@@ -156,6 +156,25 @@ class LogConfig(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class EngineGuardConfig(_Section):
+    """Per-engine circuit breakers (agent/engines/breaker.py) and the STT/TTS deadlines."""
+
+    failures: int = Field(3, ge=1, le=100)  # failures or timeouts within window_s open the breaker
+    window_s: float = Field(30.0, gt=0)
+    cooldown_s: float = Field(10.0, gt=0)  # open this long, then one probe call
+    stt_timeout_s: float = Field(10.0, gt=0)
+    tts_timeout_s: float = Field(10.0, gt=0)
+
+
+class FaultConfig(_Section):
+    """Test-only fault injection (agent/engines/faults.py); never set in production."""
+
+    engine: Literal["stt", "llm", "tts", "vad"]
+    mode: Literal["fail", "hang", "slow"]
+    calls: list[int] = Field(default_factory=list)  # 1-based calls of that engine; []: every call
+    seconds: float = Field(30.0, ge=0, le=3600)  # how long hang/slow block
+
+
 class Config(_Section):
     models: ModelsConfig = ModelsConfig()
     vad: VADConfig = VADConfig()
@@ -167,6 +186,8 @@ class Config(_Section):
     webrtc: WebRtcConfig = WebRtcConfig()
     dialplans: DialplansConfig = DialplansConfig()
     log: LogConfig = LogConfig()
+    engines: EngineGuardConfig = EngineGuardConfig()
+    faults: list[FaultConfig] = Field(default_factory=list)
 
     @field_validator("*", mode="before")
     @classmethod

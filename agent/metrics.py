@@ -51,6 +51,12 @@ class Metrics:
         self.engine_errors = Counter(
             "voice_agent_engine_errors", "Engine failures and timeouts.", ["engine", "kind"], registry=r
         )
+        self.engine_breaker = Gauge(
+            "voice_agent_engine_breaker_state",
+            "Circuit breaker per engine: 0 closed, 1 half-open (probing), 2 open (not called).",
+            ["engine"],
+            registry=r,
+        )
         self.engine_queue = Gauge(
             "voice_agent_engine_queue_depth", "Jobs waiting or running per engine.", ["engine"], registry=r
         )
@@ -94,6 +100,10 @@ class Metrics:
         for interval in TURN_INTERVALS:
             self.turn_interval.labels(interval)
         self.calls_active.labels("sip").set(0)
+
+    def watch_breaker(self, engine: str, state: Callable[[], float]) -> None:
+        """Export an engine's circuit breaker state (0 closed, 1 half-open, 2 open) at scrape time."""
+        self.engine_breaker.labels(engine).set_function(state)
 
     def watch_queue(self, engine: str, depth: Callable[[], float]) -> None:
         """Export an engine worker's queue depth, read at scrape time."""

@@ -86,8 +86,12 @@ class Server:
         }
         if self.sip is not None and self.sip.registered is not None:
             details["registered"] = self.sip.registered
+        breakers = self.services.breaker_states() if self.services is not None else {}
+        if breakers:
+            details["engines"] = breakers
         ready = (
             self.engines is not None
+            and "open" not in breakers.values()  # calls would only hear the fallback line
             and (sip_up or not self.cfg.sip.enabled)
             and self.limiter.active < self.limiter.max_calls
         )
@@ -171,8 +175,13 @@ class Server:
             self.cfg.tts.voice,
             llm_timeout_s=self.cfg.llm.timeout_s,
             metrics=self.metrics,
+            guard=self.cfg.engines,
         )
         await self.services.warm()
+        for plan in self.dialplans.plans:  # the line callers hear when an engine fails, ready now
+            if plan.kind == "agent":
+                await self.services.cached_speech(plan.fallback, plan.voice)
+        self.services.inject_faults(self.cfg.faults)  # test-only; after warm-up, so calls count from 1
         log.info(
             "engines loaded",
             vad=e.vad.name,

@@ -86,3 +86,20 @@ def test_a_dead_pjsip_thread_makes_readyz_fail_and_serve_exit_with_an_error(monk
     with pytest.raises(StartupError, match="SIP endpoint died"):
         asyncio.run(main())
     assert readiness[0][0] is False
+
+
+def test_readyz_names_each_engine_breaker_and_is_not_ready_while_one_is_open():
+    from agent.dialog.services import Services
+    from agent.engines.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
+
+    cfg = Config.model_validate({"sip": {"enabled": False}, "http": {"enabled": False}})
+    server = Server(cfg)
+    server.engines = object()  # type: ignore[assignment]
+    server.services = Services(FakeVAD(), FakeSTT(), FakeLLM(), {"joe": FakeTTS()}, "joe")
+    ready, details = server.readiness()
+    assert ready and details["engines"] == {"stt": "closed", "llm": "closed", "tts": "closed"}
+    for _ in range(3):
+        server.services.breakers["llm"].failed(0.0)
+    ready, details = server.readiness()
+    assert not ready and details["engines"]["llm"] == "open"
+    server.services.close()

@@ -70,6 +70,7 @@ class TurnController:
         self._turns_started = 0
         self._in_speech = False
         self._closing = False  # saying goodbye: not interruptible, then hang up
+        self._failures = 0  # caller turns in a row answered with the fallback line
         self._started = self._last_caller = self._last_agent = 0.0
         self._out: list[ev.Command] = []
 
@@ -241,11 +242,36 @@ class TurnController:
             return
         tool = next((a for a in e.actions if isinstance(a, Hangup | Transfer)), None)
         ends = tool is not None or self._closing
-        self._finish(r, e.text, e.t, interrupted=False, actions=e.actions, failed=e.failed, listen=not ends)
+        if r.timing is not None:  # a caller's turn: count fallbacks in a row
+            self._failures = self._failures + 1 if e.failed else 0
+        limit = self.plan.fallback_limit
+        give_up = not ends and limit > 0 and self._failures >= limit
+        self._finish(
+            r,
+            e.text,
+            e.t,
+            interrupted=False,
+            actions=e.actions,
+            failed=e.failed,
+            listen=not (ends or give_up),
+        )
         if isinstance(tool, Transfer):
             self._transfer(tool)
         elif ends:  # the hangup tool, or a goodbye (time limit, silence)
             self._hang_up()
+        elif give_up:
+            self._give_up()
+
+    def _give_up(self) -> None:
+        """Engines keep failing: hand the caller to a person if there is one, else apologise."""
+        log.warning("engines keep failing: giving up on the conversation", fallbacks=self._failures)
+        transfer = self.plan.tools.transfer
+        if transfer is not None and transfer.targets:
+            name, target = next(iter(transfer.targets.items()))
+            action = Transfer(name, target.uri, target.spoken or name)
+            self._say(transfer.say.format(target=action.spoken), (action,))
+        else:
+            self._close(self.plan.failure_goodbye)
 
     def _finish(
         self,

@@ -126,6 +126,10 @@ class Dialplan(_Strict):
     max_duration_s: float = Field(600.0, gt=0, le=86400)
     time_limit: str = "We've reached the time limit for this call. Thank you for calling, goodbye!"
     fallback: str = "Sorry, I'm having trouble right now. Could you say that again?"
+    # After this many turns in a row answered with the fallback (an engine failing), the caller
+    # is transferred to the first transfer target, or hears `failure_goodbye`. 0: never.
+    fallback_limit: int = Field(2, ge=0, le=100)
+    failure_goodbye: str = "I'm sorry, I can't help you right now. Please call again later. Goodbye!"
     # Said in turn as soon as the caller's words are known, while the answer is prepared (a
     # receptionist's "Okay."): the caller hears the agent within the end-of-turn silence
     # instead of after the whole STT → LLM → TTS chain. Empty: off.

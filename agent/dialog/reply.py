@@ -44,6 +44,7 @@ class Reply:
         script: tuple[str, tuple[Action, ...]] | None = None,
         committed: bool = True,
         ack: SpeechChunk | None = None,
+        fallback: SpeechChunk | None = None,
     ) -> None:
         self.id = reply_id
         self._services = services
@@ -57,8 +58,10 @@ class Reply:
         self._committed = asyncio.Event()
         if committed:
             self._committed.set()
-        self._chunks: asyncio.Queue[str | None] = asyncio.Queue()
+        # Text to synthesise, or speech ready to play (the fallback line), or None: the end.
+        self._chunks: asyncio.Queue[str | SpeechChunk | None] = asyncio.Queue()
         self._ack = ack
+        self._fallback = fallback
         self._tasks = [
             asyncio.ensure_future(self._produce(audio, script[0] if script else None)),
             asyncio.ensure_future(self._speak_chunks()),
@@ -165,12 +168,19 @@ class Reply:
 
     def _fail(self) -> None:
         self._failed = True
-        self._say(self._plan.fallback)
+        if self._fallback is not None:  # synthesised at the start of the call: no TTS needed now
+            self._chunks.put_nowait(self._fallback)
+        else:
+            self._say(self._plan.fallback)
 
     async def _speak_chunks(self) -> None:
         voice = self._plan.voice
         first = True
         while (text := await self._chunks.get()) is not None:
+            if isinstance(text, SpeechChunk):
+                await self._committed.wait()
+                self.playout.play(text.text, text.pcm, text.sample_rate)
+                continue
             cancel = CancelToken()
             try:
                 async with self._services.speak(text, voice, cancel) as pieces:

@@ -1,7 +1,9 @@
 """The engines as a call session uses them: async, bounded in time, failures counted.
 
 One `Services` per process, shared by all sessions: one worker thread per engine, so on two
-cores STT, LLM and TTS jobs of different calls queue instead of fighting for the CPU.
+cores STT, LLM and TTS jobs of different calls queue instead of fighting for the CPU. Each
+engine has a circuit breaker: an engine that keeps failing is not called (the caller hears the
+fallback at once instead of after a timeout) until a probe call succeeds.
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ import functools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Generic, TypeVar
 
 import numpy as np
 import structlog
 
+from agent.config import EngineGuardConfig, FaultConfig
 from agent.engines.base import CancelToken, EngineError, EngineTimeout
+from agent.engines.breaker import CircuitBreaker
+from agent.engines.faults import with_faults
 from agent.engines.llm import LLMEngine, Message
 from agent.engines.stt import STTEngine, Transcript
 from agent.engines.tts import SpeechChunk, TTSEngine
@@ -23,6 +30,8 @@ from agent.engines.worker import EngineStream, EngineWorker
 from agent.metrics import Metrics
 
 log = structlog.get_logger("services")
+T = TypeVar("T")
+GUARDED = ("stt", "llm", "tts")
 
 
 @dataclass
@@ -33,10 +42,10 @@ class Services:
     voices: dict[str, TTSEngine]  # by voice name; `default_voice` is the config's tts.voice
     default_voice: str
     llm_timeout_s: float = 8.0
-    stt_timeout_s: float = 10.0
-    tts_timeout_s: float = 10.0
     metrics: Metrics | None = None
+    guard: EngineGuardConfig = field(default_factory=EngineGuardConfig)
     _cached: dict[tuple[str, str | None], SpeechChunk] = field(init=False, default_factory=dict)
+    breakers: dict[str, CircuitBreaker] = field(init=False)
     stt_worker: EngineWorker = field(init=False)
     llm_worker: EngineWorker = field(init=False)
     tts_worker: EngineWorker = field(init=False)
@@ -45,9 +54,39 @@ class Services:
         self.stt_worker = EngineWorker("stt")
         self.llm_worker = EngineWorker("llm")
         self.tts_worker = EngineWorker("tts")
+        g = self.guard
+        self.breakers = {e: CircuitBreaker(g.failures, g.window_s, g.cooldown_s) for e in GUARDED}
         if self.metrics is not None:
             for w in (self.stt_worker, self.llm_worker, self.tts_worker):
                 self.metrics.watch_queue(w.name, functools.partial(_queued, w))
+            for name, breaker in self.breakers.items():
+                self.metrics.watch_breaker(name, functools.partial(_state, breaker))
+
+    def breaker_states(self) -> dict[str, str]:
+        return {name: b.state.name.lower() for name, b in self.breakers.items()}
+
+    def inject_faults(self, faults: list[FaultConfig]) -> None:
+        """Test-only: wrap the engines that have faults configured (see agent/engines/faults.py)."""
+        if not faults:
+            return
+        log.warning(
+            "FAULT INJECTION ACTIVE: engines fail on purpose", faults=[f.model_dump() for f in faults]
+        )
+        wrapped = with_faults({"vad": self.vad, "stt": self.stt, "llm": self.llm}, faults)
+        self.vad, self.stt, self.llm = wrapped["vad"], wrapped["stt"], wrapped["llm"]
+        for voice, engine in self.voices.items():
+            self.voices[voice] = with_faults({"tts": engine}, faults)["tts"]
+
+    def _allow(self, engine: str) -> None:
+        """Raise at once when the engine's breaker is open."""
+        if not self.breakers[engine].allow(time.monotonic()):
+            raise EngineError(f"{engine} is failing (circuit open): not called")
+
+    def _outcome(self, engine: str, exc: BaseException | None) -> None:
+        if exc is None:
+            self.breakers[engine].succeeded()
+        elif isinstance(exc, EngineError):
+            self.breakers[engine].failed(time.monotonic())
 
     def tts(self, voice: str | None) -> TTSEngine:
         return self.voices.get(voice or self.default_voice) or self.voices[self.default_voice]
@@ -60,13 +99,20 @@ class Services:
             self.metrics.engine_errors.labels(engine, kind).inc()
 
     async def transcribe(self, pcm: np.ndarray, prompt: str = "", hotwords: str = "") -> Transcript:
-        return await self.stt_worker.run(
-            self.stt.transcribe,
-            pcm,
-            prompt=prompt or None,
-            hotwords=hotwords or None,
-            timeout_s=self.stt_timeout_s,
-        )
+        self._allow("stt")
+        try:
+            transcript = await self.stt_worker.run(
+                self.stt.transcribe,
+                pcm,
+                prompt=prompt or None,
+                hotwords=hotwords or None,
+                timeout_s=self.guard.stt_timeout_s,
+            )
+        except Exception as exc:  # any crash of the engine counts against it
+            self._outcome("stt", exc if isinstance(exc, EngineError) else EngineError(repr(exc)))
+            raise
+        self._outcome("stt", None)
+        return transcript
 
     def chat(
         self,
@@ -75,19 +121,20 @@ class Services:
         max_tokens: int | None = None,
         temperature: float | None = None,
         timeout_s: float | None = None,
-    ) -> EngineStream[str]:
+    ) -> _Watched[str]:
         def make() -> Iterator[str]:
             return self.llm.stream_chat(
                 messages, cancel=cancel, max_tokens=max_tokens, temperature=temperature
             )
 
-        return self.llm_worker.stream(make, cancel, timeout_s or self.llm_timeout_s)
+        return _Watched(self, "llm", self.llm_worker.stream(make, cancel, timeout_s or self.llm_timeout_s))
 
-    def speak(self, text: str, voice: str | None, cancel: CancelToken) -> EngineStream[SpeechChunk]:
+    def speak(self, text: str, voice: str | None, cancel: CancelToken) -> _Watched[SpeechChunk]:
         engine = self.tts(voice)
-        return self.tts_worker.stream(
-            lambda: engine.synthesize(text, cancel=cancel), cancel, self.tts_timeout_s
+        stream = self.tts_worker.stream(
+            lambda: engine.synthesize(text, cancel=cancel), cancel, self.guard.tts_timeout_s
         )
+        return _Watched(self, "tts", stream)
 
     async def cached_speech(self, text: str, voice: str | None) -> SpeechChunk | None:
         """A short line synthesised once and kept (acknowledgements); None if TTS fails."""
@@ -137,3 +184,27 @@ class Services:
 
 def _queued(worker: EngineWorker) -> int:
     return worker.queued
+
+
+def _state(breaker: CircuitBreaker) -> float:
+    return float(breaker.state)
+
+
+class _Watched(Generic[T]):
+    """An engine stream whose outcome feeds the engine's breaker; refused while it is open."""
+
+    def __init__(self, services: Services, engine: str, stream: EngineStream[T]) -> None:
+        self._services, self._engine, self._stream = services, engine, stream
+
+    async def __aenter__(self) -> EngineStream[T]:
+        self._services._allow(self._engine)
+        return await self._stream.__aenter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stream.__aexit__(kind, exc, tb)
+        if exc is None or isinstance(exc, EngineError):
+            self._services._outcome(self._engine, exc)
+        elif isinstance(exc, Exception):  # a crash inside the engine
+            self._services._outcome(self._engine, EngineError(repr(exc)))

@@ -64,6 +64,7 @@ class CallSession:
         self._handling = False
         self._acks: list[SpeechChunk] = []  # acknowledgements, synthesised once per call
         self._acks_used = 0
+        self._fallback: SpeechChunk | None = None  # the fallback line, ready before it is needed
         self._started = time.monotonic()
 
     # what tests and the server read
@@ -92,7 +93,7 @@ class CallSession:
             opening.append({"role": "assistant", "content": self.plan.greeting})
         background = [
             asyncio.ensure_future(self.services.prime(opening)),
-            asyncio.ensure_future(self._synthesize_acks()),
+            asyncio.ensure_future(self._synthesize_lines()),
             asyncio.ensure_future(self._read_dtmf()),
         ]
         self.post(ev.Started(time.monotonic()))
@@ -170,7 +171,7 @@ class CallSession:
             self._acks_used += 1
         return Reply(
             c.reply, self.services, self.plan, self.history, self.leg, self.post,
-            audio=c.audio, committed=c.committed, ack=ack,
+            audio=c.audio, committed=c.committed, ack=ack, fallback=self._fallback,
         )  # fmt: skip
 
     def _flush(self, c: ev.Flush) -> None:
@@ -218,7 +219,10 @@ class CallSession:
                     self.metrics.turn_interval.labels(name).observe(seconds)
 
     # --- background ------------------------------------------------------------------------
-    async def _synthesize_acks(self) -> None:
+    async def _synthesize_lines(self) -> None:
+        """The fallback line (the server synthesised it at start-up: this takes it from the
+        cache), then the acknowledgements."""
+        self._fallback = await self.services.cached_speech(self.plan.fallback, self.plan.voice)
         for text in self.plan.acknowledgements:
             chunk = await self.services.cached_speech(text, self.plan.voice)
             if chunk is not None:

@@ -74,6 +74,7 @@ class TurnDetector:
         self._gate_db: float | None = None
         self._offset = 0.0  # wall time - media time, for the events
         self.in_speech = False  # between SpeechStarted and TurnEnded
+        self.vad_errors = 0  # frames the VAD failed on (counted as silence)
 
     @property
     def now(self) -> float:
@@ -99,7 +100,11 @@ class TurnDetector:
         return media_t + self._offset
 
     def _voiced(self, frame: np.ndarray) -> bool:
-        prob = self._vad.process(frame)
+        try:
+            prob = self._vad.process(frame)
+        except Exception:  # a failing VAD must not end the call: the frame counts as silence
+            self.vad_errors += 1
+            return False
         if self._gate_db is not None and dbfs(frame) < self._gate_db:
             return False
         p = self._params

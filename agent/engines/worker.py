@@ -2,38 +2,59 @@
 
 With 2 cores, STT and LLM each get one worker so they never run two jobs of their own kind
 at once; a stalled engine is abandoned at its deadline (its cancel token is set, so it stops
-at its next check) and the caller gets `EngineTimeout` instead of waiting forever.
+at its next check) and the caller gets `EngineTimeout` instead of waiting forever. If the job
+is still running when its deadline passes (an engine hung where it never checks), the worker
+is restarted: a fresh thread takes the queued jobs and the stuck one is left behind (a daemon
+thread: it cannot keep the process from exiting).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar, cast
+
+import structlog
 
 from agent.engines.base import CancelToken, EngineTimeout
 
 T = TypeVar("T")
 _ITEM, _ERROR, _END = range(3)
+log = structlog.get_logger("engines")
+
+
+class _Job:
+    __slots__ = ("fn", "future", "loop", "started")
+
+    def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop):
+        self.fn, self.future, self.loop = fn, future, loop
+        self.started = False
 
 
 class EngineWorker:
-    """A single worker thread with an async front."""
+    """A single worker thread with an async front; restarted when a job hangs."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{name}")
         self.queued = 0  # jobs submitted and not finished (for metrics)
+        self.restarts = 0
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self._spawn()
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None, **kwargs: Any) -> T:
         """Run fn(*args, **kwargs) in the worker; EngineTimeout after timeout_s."""
-        future = self._submit(functools.partial(fn, *args, **kwargs))
+        job = self._submit(functools.partial(fn, *args, **kwargs))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            return cast(T, await asyncio.wait_for(asyncio.shield(job.future), timeout_s))
         except TimeoutError:
+            if job.started and not job.future.done():
+                self.restart(f"a job ran past its {timeout_s:.1f} s deadline")
             raise EngineTimeout(f"{self.name} did not answer within {timeout_s:.1f} s") from None
 
     def stream(
@@ -47,18 +68,71 @@ class EngineWorker:
         """
         return EngineStream(self, make, cancel, timeout_s)
 
-    def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+    def restart(self, why: str) -> None:
+        """Leave the current thread to its stuck job; a new one takes the queued jobs."""
+        old = self._jobs
+        self._jobs = queue.SimpleQueue()
+        while True:
+            try:
+                item = old.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._jobs.put(item)
+        old.put(None)  # if the stuck thread ever comes back, it exits
+        self.restarts += 1
+        log.error("engine worker restarted", engine=self.name, why=why, restarts=self.restarts)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        name = f"engine-{self.name}-{self.restarts}"
+        threading.Thread(target=self._main, args=(self._jobs,), name=name, daemon=True).start()
+
+    @staticmethod
+    def _main(jobs: queue.SimpleQueue[_Job | None]) -> None:
+        while (job := jobs.get()) is not None:
+            if job.future.cancelled():
+                continue
+            job.started = True
+            try:
+                result = job.fn()
+            except BaseException as exc:  # handed to the awaiting side
+                _settle(job, None, exc)
+            else:
+                _settle(job, result, None)
+
+    def _submit(self, fn: Callable[[], Any]) -> _Job:
+        if self._closed:
+            raise RuntimeError(f"the {self.name} worker is closed")
+        loop = asyncio.get_running_loop()
+        job = _Job(fn, loop.create_future(), loop)
         self.queued += 1
-        future = asyncio.get_running_loop().run_in_executor(self._pool, fn)
-        future.add_done_callback(self._done)
-        return future
+        job.future.add_done_callback(self._done)
+        self._jobs.put(job)
+        return job
 
     def _done(self, _: object) -> None:
         self.queued -= 1
 
     def close(self) -> None:
         """Stop accepting jobs; does not wait for a running one."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        self._jobs.put(None)
+
+
+def _settle(job: _Job, result: Any, exc: BaseException | None) -> None:
+    """From the worker thread: complete the job's future on its loop."""
+
+    def done() -> None:
+        if job.future.done():
+            return
+        if exc is not None:
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        job.loop.call_soon_threadsafe(done)
 
 
 class EngineStream(Generic[T]):
@@ -78,6 +152,7 @@ class EngineStream(Generic[T]):
         self._queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         self._deadline: float | None = None
         self._finished = False
+        self._job: _Job | None = None
 
     async def __aenter__(self) -> EngineStream[T]:
         loop = asyncio.get_running_loop()
@@ -101,7 +176,7 @@ class EngineStream(Generic[T]):
 
         if self._timeout_s:
             self._deadline = time.monotonic() + self._timeout_s
-        self._worker._submit(pump)
+        self._job = self._worker._submit(pump)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -118,6 +193,8 @@ class EngineStream(Generic[T]):
             kind, value = await asyncio.wait_for(self._queue.get(), left)
         except TimeoutError:
             self.cancel.cancel()
+            if self._job is not None and self._job.started and not self._job.future.done():
+                self._worker.restart(f"a stream gave nothing for {self._timeout_s:.1f} s")
             raise EngineTimeout(f"{self._worker.name} produced nothing for {self._timeout_s:.1f} s") from None
         if kind == _ITEM:
             if self._timeout_s:
