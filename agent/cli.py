@@ -78,8 +78,11 @@ def _as_worker(cfg: Config, spec: str) -> Config:
         # One registration for the whole cluster, with the front's address as Contact.
         "registration": sip.registration if first else None,
         "contact": f"<sip:agent@{front}>" if first and sip.registration else None,
-        # Every INVITE comes from the front: per-source limits belong there, not here.
+        # Every INVITE comes from the front: per-source limits and the allow-list are applied
+        # there (a worker sees every caller as 127.0.0.1).
         "limits": sip.limits.model_copy(update={"trusted": [*sip.limits.trusted, "127.0.0.1/32"]}),
+        "access": sip.access.model_copy(update={"allow": []}),
+        "edge": False,
     }
     http = cfg.http.model_copy(update={"port": cfg.http.port + 1 + index if cfg.http.port else 0})
     return cfg.model_copy(update={"sip": sip.model_copy(update=update), "http": http})
@@ -87,7 +90,7 @@ def _as_worker(cfg: Config, spec: str) -> Config:
 
 def _serve(cfg: Config, args: argparse.Namespace) -> None:
     sip = cfg.sip
-    if sip.enabled and not args.worker and sip.max_calls > sip.calls_per_process:
+    if sip.enabled and not args.worker and (sip.edge or sip.max_calls > sip.calls_per_process):
         from agent.cluster import Cluster
 
         forwarded = {

@@ -84,16 +84,42 @@ class SipLimitsConfig(_Section):
     per_source_burst: int = Field(6, ge=1, le=100)
     trusted: list[str] = Field(default_factory=list)  # CIDRs without a per-source limit (a PBX, the front)
     reject_hold_ms: int = Field(500, ge=100, le=5000)  # a rejected INVITE keeps its slot this long
+    requests_per_s: float = Field(20.0, gt=0, le=10000)  # any request from one IP, at the Kamailio edge
+    # Calls in progress from one IP, at the Kamailio edge (a caller that never hangs up cannot
+    # take every line). List a PBX or trunk that carries many calls in `trusted`. 0: no limit.
+    calls_per_source: int = Field(2, ge=0, le=1000)
 
     @field_validator("trusted")
     @classmethod
     def _cidrs(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"{net!r} is not an address or CIDR like 192.0.2.0/24") from None
-        return v
+        return _check_cidrs(v)
+
+
+SCANNERS = ["friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr", "iwar", "vaxsipuseragent",
+            "pplsip", "smap"]  # fmt: skip
+
+
+class SipAccessConfig(_Section):
+    """Who may call. Checked by the agent, and (with `sip.edge`) by Kamailio before it."""
+
+    allow: list[str] = Field(default_factory=list)  # CIDRs that may place calls; []: anyone
+    outsiders: Literal["reject", "drop"] = "reject"  # callers outside `allow`: 403, or (edge) no answer
+    # User-Agent substrings (any case) of SIP scanners: never answered at the edge, 403 behind it.
+    scanner_agents: list[str] = Field(default_factory=lambda: list(SCANNERS))
+
+    @field_validator("allow")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        return _check_cidrs(v)
+
+
+def _check_cidrs(v: list[str]) -> list[str]:
+    for net in v:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ValueError(f"{net!r} is not an address or CIDR like 192.0.2.0/24") from None
+    return v
 
 
 class SipConfig(_Section):
@@ -115,6 +141,10 @@ class SipConfig(_Section):
     log_level: int = Field(1, ge=0, le=6)  # pjsip's own log level (1 errors .. 5 trace)
     registration: RegistrationConfig | None = None
     limits: SipLimitsConfig = SipLimitsConfig()
+    access: SipAccessConfig = SipAccessConfig()
+    # Kamailio in front even of one worker: floods, scanners and outsiders stop at the edge
+    # (always so above calls_per_process). Recommended on the open internet.
+    edge: bool = False
 
 
 class HttpConfig(_Section):

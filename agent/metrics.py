@@ -11,7 +11,15 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-CALL_RESULTS = ("answered", "rejected_busy", "rejected_not_found", "rejected_rate", "failed", "transferred")
+CALL_RESULTS = (
+    "answered",
+    "rejected_busy",
+    "rejected_not_found",
+    "rejected_rate",
+    "rejected_forbidden",
+    "failed",
+    "transferred",
+)
 # The intervals of a turn's timing record (filled by the call session).
 TURN_INTERVALS = (
     "end_of_turn",

@@ -47,3 +47,10 @@ def test_source_host_takes_the_port_off_v4_and_v6():
     assert source_host("[::1]:5060") == "::1"
     assert source_host("::1") == "::1"
     assert source_host("127.0.0.2") == "127.0.0.2"
+
+
+def test_outsiders_and_scanners_are_forbidden_before_any_rate_is_spent():
+    adm = Admission(100, 100, 100, 100, allow=["127.0.0.3/32"], scanners=["friendly-scanner"])
+    assert adm.check("127.0.0.2:5060", 0.0).code == 403  # type: ignore[union-attr]
+    assert adm.check("127.0.0.3:5060", 0.0, "Friendly-Scanner 1.0").code == 403  # type: ignore[union-attr]
+    assert adm.check("127.0.0.3:5060", 0.0, "baresip v3") is None

@@ -1,4 +1,7 @@
-"""Which new INVITEs the SIP endpoint takes: per-source and global call-rate limits.
+"""Which new INVITEs the SIP endpoint takes: who may call, per-source and global call rates.
+
+Access: a caller outside `allow` (when set) or whose User-Agent names a SIP scanner gets 403.
+(Behind the Kamailio edge, those never reach the agent: the edge drops them.)
 
 Why this exists, beyond politeness: pjsua opens a media transport (two sockets, an RTP and an
 RTCP one) for every INVITE that gets a call slot, *before* the application sees the call, and
@@ -67,32 +70,32 @@ class Admission:
         per_source_burst: int,
         trusted: list[str] | tuple[str, ...] = (),
         max_sources: int = 4096,
+        allow: list[str] | tuple[str, ...] = (),
+        scanners: list[str] | tuple[str, ...] = (),
     ) -> None:
         self._global = TokenBucket(calls_per_s, burst)
         self._per_source = (per_source_calls_per_s, per_source_burst)
         self._sources: OrderedDict[str, TokenBucket] = OrderedDict()
-        self._trusted = [ipaddress.ip_network(n, strict=False) for n in trusted]
+        self._trusted = _networks(trusted)
+        self._allow = _networks(allow)
+        self._scanners = [s.lower() for s in scanners if s]
         self._max_sources = max_sources
 
-    def check(self, source: str, now: float) -> Rejection | None:
+    def check(self, source: str, now: float, user_agent: str = "") -> Rejection | None:
         """None admits the call; a Rejection says what to answer."""
         host = source_host(source)
-        if not self._is_trusted(host):
+        ua = user_agent.lower()
+        if any(s in ua for s in self._scanners):
+            return Rejection(403, "Forbidden")
+        if self._allow and not _inside(host, self._allow):
+            return Rejection(403, "Forbidden")
+        if not _inside(host, self._trusted):
             bucket = self._source_bucket(host)
             if not bucket.take(now):
                 return Rejection(503, "Too many calls from your address", _retry(bucket))
         if not self._global.take(now):
             return Rejection(503, "Too many new calls", _retry(self._global))
         return None
-
-    def _is_trusted(self, host: str) -> bool:
-        if not self._trusted:
-            return False
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._trusted)
 
     def _source_bucket(self, host: str) -> TokenBucket:
         bucket = self._sources.pop(host, None)
@@ -102,6 +105,21 @@ class Admission:
                 self._sources.popitem(last=False)
         self._sources[host] = bucket  # most recently seen last
         return bucket
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(cidrs: list[str] | tuple[str, ...]) -> list[Network]:
+    return [ipaddress.ip_network(n, strict=False) for n in cidrs]
+
+
+def _inside(host: str, networks: list[Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
 
 
 def _retry(bucket: TokenBucket) -> int:

@@ -27,7 +27,7 @@ from agent.telephony.pjhost import guarded
 from agent.telephony.pjthread import PjsipThread
 from agent.telephony.sipcall import FramePort, SipCall, SipLeg
 from agent.telephony.sipreg import SipAccount, account_config
-from agent.telephony.siptext import request_uri, uri_user
+from agent.telephony.siptext import SipParseError, parse, request_uri, uri_user
 
 log = structlog.get_logger("sip")
 
@@ -73,10 +73,11 @@ class SipEndpoint:
         self._reap: list[int] = []
         self._ports: list[FramePort] = []  # every port ever made (see FramePort)
         self._free_ports: list[FramePort] = []
-        lim = cfg.limits
+        lim, access = cfg.limits, cfg.access
         self._admission = Admission(
-            lim.calls_per_s, lim.burst, lim.per_source_calls_per_s, lim.per_source_burst, lim.trusted
-        )
+            lim.calls_per_s, lim.burst, lim.per_source_calls_per_s, lim.per_source_burst, lim.trusted,
+            allow=access.allow, scanners=access.scanner_agents,
+        )  # fmt: skip
         self._held: list[tuple[float, int, Rejection]] = []  # rejections answered later (see admission)
         # loop-side state
         self.legs: dict[str, SipLeg] = {}
@@ -296,10 +297,10 @@ class SipEndpoint:
             remote_addr=prm.rdata.srcAddress,
         )
         bound = log.bind(call_id=info.call_id, to=info.to_user, caller=info.from_uri, source=info.remote_addr)
-        rejection = self._admission.check(info.remote_addr, time.monotonic())
+        rejection = self._admission.check(info.remote_addr, time.monotonic(), _user_agent(request))
         if rejection is not None:
-            bound.warning("call rejected: rate", reason=rejection.reason)
-            self._count("rejected_rate")
+            bound.warning("call rejected", code=rejection.code, reason=rejection.reason)
+            self._count("rejected_forbidden" if rejection.code == 403 else "rejected_rate")
             self._hold(call, rejection)
             return
         try:
@@ -352,3 +353,10 @@ class SipEndpoint:
 def _settle(fut: asyncio.Future[int], code: int) -> None:
     if not fut.done():
         fut.set_result(code)
+
+
+def _user_agent(request: str) -> str:
+    try:
+        return parse(request.encode()).get("user-agent")
+    except (SipParseError, UnicodeError):
+        return ""
