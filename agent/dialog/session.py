@@ -62,6 +62,7 @@ class CallSession:
         self._tasks: set[asyncio.Future[None]] = set()
         self._queue: deque[ev.Event] = deque()
         self._handling = False
+        self._over = False
         self._acks: list[SpeechChunk] = []  # acknowledgements, synthesised once per call
         self._acks_used = 0
         self._fallback: SpeechChunk | None = None  # the fallback line, ready before it is needed
@@ -114,12 +115,15 @@ class CallSession:
                 reply.cancel()
             if self._tasks:  # a hangup or transfer in progress
                 await asyncio.wait(self._tasks, timeout=HANGUP_GRACE_S + 10)
+            self._over = True  # late news (a frame mark in flight) changes nothing now
             log.info(
                 "session ended", turns=len(self.turns), seconds=round(time.monotonic() - self._started, 1)
             )
 
     def post(self, event: ev.Event) -> None:
         """Hand an event to the controller and carry out its commands (any loop callback)."""
+        if self._over:
+            return
         self._queue.append(event)
         if isinstance(event, ev.ReplyDone):
             self._replies.pop(event.reply, None)
