@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--target", required=True, help="sip:USER@HOST:PORT of the agent")
         sp.add_argument("--out", type=Path, help="results folder (default: callsim-out/NAME-TIME)")
         sp.add_argument("--stt-model", default="tiny.en", help="callsim's own transcriber: tiny.en | base")
+        sp.add_argument("--local", default="127.0.0.1", help="our address (another 127.x is another caller)")
         return sp
 
     calls(sub.add_parser("run", help="place one call and report it"))
@@ -79,7 +80,7 @@ def _calls(args: argparse.Namespace) -> int:
     from callsim.report import format_summary
 
     if args.command == "run":
-        _, summary = asyncio.run(run_one(sc, args.target, out, meters))
+        _, summary = asyncio.run(run_one(sc, args.target, out, meters, args.local))
     else:
         summary = asyncio.run(
             run_load(
@@ -91,6 +92,7 @@ def _calls(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 ramp_s=args.ramp,
                 max_time_s=args.max_time,
+                local=args.local,
             )
         )
     print(format_summary(summary))

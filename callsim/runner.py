@@ -38,9 +38,9 @@ class Meters:
         return cls(load_vad(cfg), load_stt(cfg))
 
 
-async def _safe_call(sc: Scenario, target: str, meters: Meters, seed: int) -> CallRecording:
+async def _safe_call(sc: Scenario, target: str, meters: Meters, seed: int, local: str) -> CallRecording:
     try:
-        return await place_call(sc, target, meters.vad, seed=seed)
+        return await place_call(sc, target, meters.vad, seed=seed, local_host=local)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a callsim bug must not hide the other calls' results
@@ -65,10 +65,11 @@ def _measure(rec: CallRecording, sc: Scenario, meters: Meters, folder: Path, cal
 
 
 async def run_one(
-    sc: Scenario, target: str, out: Path, meters: Meters
+    sc: Scenario, target: str, out: Path, meters: Meters, local: str = "127.0.0.1"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One call; writes call.wav, result.json, summary.json and report.html into `out`."""
-    rec = await _safe_call(sc, target, meters, seed=0)
+    """One call from address `local`; writes call.wav, result.json, summary.json and
+    report.html into `out`."""
+    rec = await _safe_call(sc, target, meters, 0, local)
     result = await asyncio.to_thread(_measure, rec, sc, meters, out, 0)
     summary = write_report(out, [result], f"callsim: {sc.name}")
     return result, summary
@@ -84,6 +85,7 @@ async def run_load(
     concurrency: int,
     ramp_s: float = 0.0,
     max_time_s: float | None = None,
+    local: str = "127.0.0.1",
 ) -> dict[str, Any]:
     """`calls` calls, at most `concurrency` at once; the first wave starts spread over `ramp_s`.
 
@@ -101,7 +103,7 @@ async def run_load(
             await asyncio.sleep(ramp_s * k / concurrency)
         async with slots:
             log.info("call starting", call=k)
-            recs[k] = await _safe_call(sc, target, meters, seed=k)
+            recs[k] = await _safe_call(sc, target, meters, k, local)
 
     tasks = [asyncio.create_task(one(k)) for k in range(calls)]
     _, pending = await asyncio.wait(tasks, timeout=max_time_s)
