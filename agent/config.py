@@ -85,8 +85,9 @@ class SipLimitsConfig(_Section):
     trusted: list[str] = Field(default_factory=list)  # CIDRs without a per-source limit (a PBX, the front)
     reject_hold_ms: int = Field(500, ge=100, le=5000)  # a rejected INVITE keeps its slot this long
     requests_per_s: float = Field(20.0, gt=0, le=10000)  # any request from one IP, at the Kamailio edge
-    # Calls in progress from one IP, at the Kamailio edge (a caller that never hangs up cannot
-    # take every line). List a PBX or trunk that carries many calls in `trusted`. 0: no limit.
+    # Calls in progress from one IP (a caller that never hangs up cannot take every line);
+    # checked by the edge and the agent. List a PBX or trunk that carries many calls in
+    # `trusted`. 0: no limit.
     calls_per_source: int = Field(2, ge=0, le=1000)
 
     @field_validator("trusted")

@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.config import SipConfig  # noqa: E402
+from agent.config import SipConfig, SipLimitsConfig  # noqa: E402
 from agent.observe import setup_logging  # noqa: E402
 from agent.telephony.call import CallLeg  # noqa: E402
 from agent.telephony.echo import echo_handler  # noqa: E402
@@ -52,7 +52,10 @@ def in_process(calls: int, seconds: int, work: Path) -> dict[str, Any]:
             "inbound_dropped": b.inbound_dropped,
         })  # fmt: skip
 
-    cfg = SipConfig(host=LOCAL, port=free_port(), transports=["udp"], rtp_port=0, max_calls=4)
+    cfg = SipConfig(
+        host=LOCAL, port=free_port(), transports=["udp"], rtp_port=0, max_calls=4,
+        limits=SipLimitsConfig(trusted=["127.0.0.1/32"]),  # all calls come from one SIPp
+    )  # fmt: skip
     with AgentThread(cfg, handler=handler) as agent:
         idle0 = time.process_time()
         time.sleep(seconds)
@@ -92,7 +95,9 @@ def cluster(calls: int, seconds: int, work: Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "c.yaml"
     cfg.write_text(
-        f"sip:\n  host: {LOCAL}\n  port: {port}\n  rtp_port: 0\n  max_calls: 8\nlog:\n  level: warning\n"
+        f"sip:\n  host: {LOCAL}\n  port: {port}\n  rtp_port: 0\n  max_calls: 8\n"
+        "  limits: {trusted: [127.0.0.1/32]}\n"  # all calls come from one SIPp
+        "log:\n  level: warning\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "serve", "--config", str(cfg), "--log-format", "json"],

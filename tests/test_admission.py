@@ -54,3 +54,18 @@ def test_outsiders_and_scanners_are_forbidden_before_any_rate_is_spent():
     assert adm.check("127.0.0.2:5060", 0.0).code == 403  # type: ignore[union-attr]
     assert adm.check("127.0.0.3:5060", 0.0, "Friendly-Scanner 1.0").code == 403  # type: ignore[union-attr]
     assert adm.check("127.0.0.3:5060", 0.0, "baresip v3") is None
+
+
+def test_a_source_may_have_only_so_many_calls_up_at_once_unless_trusted():
+    adm = Admission(100, 100, 100, 100, calls_per_source=2, trusted=["10.0.0.0/8"])
+    for _ in range(2):
+        assert adm.check("127.0.0.2:5060", 0.0) is None
+        adm.call_started("127.0.0.2:5060")
+    busy = adm.check("127.0.0.2:5070", 0.0)
+    assert busy is not None and busy.code == 486
+    assert adm.check("127.0.0.3:5060", 0.0) is None  # another caller
+    adm.call_ended("127.0.0.2:5060")
+    assert adm.check("127.0.0.2:5060", 0.0) is None
+    for _ in range(5):
+        adm.call_started("10.1.1.1:5060")
+    assert adm.check("10.1.1.1:5060", 0.0) is None

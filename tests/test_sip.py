@@ -173,7 +173,10 @@ def test_call_limit_gives_486_and_unknown_user_gets_404(tmp_path):
         while agent.limiter.active < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert agent.limiter.active == 2
-        third = run_sipp(tmp_path / "b", sipp_call_scenario("PCMU", expect=486), agent.cfg.port)
+        # from another address: the call limit, not the per-source one, must answer 486
+        third = run_sipp(
+            tmp_path / "b", sipp_call_scenario("PCMU", expect=486), agent.cfg.port, from_ip="127.0.0.3"
+        )
         assert third.successful == 1, "the third call must get 486 Busy Here\n" + third.output[-2000:]
         out, _ = background.communicate(timeout=30)
         assert background.returncode == 0, out[-2000:]

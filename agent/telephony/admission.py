@@ -72,6 +72,7 @@ class Admission:
         max_sources: int = 4096,
         allow: list[str] | tuple[str, ...] = (),
         scanners: list[str] | tuple[str, ...] = (),
+        calls_per_source: int = 0,
     ) -> None:
         self._global = TokenBucket(calls_per_s, burst)
         self._per_source = (per_source_calls_per_s, per_source_burst)
@@ -80,6 +81,20 @@ class Admission:
         self._allow = _networks(allow)
         self._scanners = [s.lower() for s in scanners if s]
         self._max_sources = max_sources
+        self._calls_per_source = calls_per_source  # 0: no limit
+        self._up: dict[str, int] = {}  # calls up per source host
+
+    def call_started(self, source: str) -> None:
+        host = source_host(source)
+        self._up[host] = self._up.get(host, 0) + 1
+
+    def call_ended(self, source: str) -> None:
+        host = source_host(source)
+        left = self._up.get(host, 0) - 1
+        if left > 0:
+            self._up[host] = left
+        else:
+            self._up.pop(host, None)
 
     def check(self, source: str, now: float, user_agent: str = "") -> Rejection | None:
         """None admits the call; a Rejection says what to answer."""
@@ -90,6 +105,8 @@ class Admission:
         if self._allow and not _inside(host, self._allow):
             return Rejection(403, "Forbidden")
         if not _inside(host, self._trusted):
+            if self._calls_per_source and self._up.get(host, 0) >= self._calls_per_source:
+                return Rejection(486, "Too many calls from your address")
             bucket = self._source_bucket(host)
             if not bucket.take(now):
                 return Rejection(503, "Too many calls from your address", _retry(bucket))

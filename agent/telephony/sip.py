@@ -76,7 +76,7 @@ class SipEndpoint:
         lim, access = cfg.limits, cfg.access
         self._admission = Admission(
             lim.calls_per_s, lim.burst, lim.per_source_calls_per_s, lim.per_source_burst, lim.trusted,
-            allow=access.allow, scanners=access.scanner_agents,
+            allow=access.allow, scanners=access.scanner_agents, calls_per_source=lim.calls_per_source,
         )  # fmt: skip
         self._held: list[tuple[float, int, Rejection]] = []  # rejections answered later (see admission)
         # loop-side state
@@ -300,7 +300,8 @@ class SipEndpoint:
         rejection = self._admission.check(info.remote_addr, time.monotonic(), _user_agent(request))
         if rejection is not None:
             bound.warning("call rejected", code=rejection.code, reason=rejection.reason)
-            self._count("rejected_forbidden" if rejection.code == 403 else "rejected_rate")
+            result = {403: "rejected_forbidden", 486: "rejected_busy"}.get(rejection.code, "rejected_rate")
+            self._count(result)
             self._hold(call, rejection)
             return
         try:
@@ -323,6 +324,7 @@ class SipEndpoint:
             self._book.abandon(info)
             return
         call.leg = leg
+        self._admission.call_started(info.remote_addr)
         bound.info("call answered")
         self.post(self._on_leg, leg, handler)
 
@@ -345,6 +347,8 @@ class SipEndpoint:
                 log.info("held rejection not sent", code=rejection.code, error=exc.reason)
 
     def on_disconnected(self, call: SipCall, code: int, reason: str) -> None:
+        if call.leg is not None:
+            self._admission.call_ended(call.leg.info.remote_addr)
         if call.leg is not None:
             self.post(self._on_leg_ended, call.leg, code, reason)
         self._reap.append(call.getId())
