@@ -81,7 +81,7 @@ def _as_worker(cfg: Config, spec: str) -> Config:
         # Every INVITE comes from the front: per-source limits and the allow-list are applied
         # there (a worker sees every caller as 127.0.0.1).
         "limits": sip.limits.model_copy(update={"trusted": [*sip.limits.trusted, "127.0.0.1/32"]}),
-        "access": sip.access.model_copy(update={"allow": []}),
+        "access": sip.access.model_copy(update={"allow": [], "auth": None}),
         "edge": False,
     }
     http = cfg.http.model_copy(update={"port": cfg.http.port + 1 + index if cfg.http.port else 0})

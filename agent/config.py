@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.engines.models import default_cache_dir
 from agent.yamlconf import load_model
@@ -100,6 +100,25 @@ SCANNERS = ["friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr",
             "pplsip", "smap"]  # fmt: skip
 
 
+class SipAuthConfig(_Section):
+    """Digest authentication of inbound INVITEs, at the Kamailio edge (needs `sip.edge`)."""
+
+    realm: str = Field("voice-agent", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # user -> HA1, the MD5 hex of "user:realm:password" (e.g. `printf 'alice:voice-agent:secret' |
+    # md5sum`): no password is stored in the config.
+    users: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("users")
+    @classmethod
+    def _ha1(cls, v: dict[str, str]) -> dict[str, str]:
+        for user, ha1 in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", user):
+                raise ValueError(f"user {user!r}: letters, digits and _.+- only")
+            if not re.fullmatch(r"[0-9a-f]{32}", ha1):
+                raise ValueError(f"user {user!r}: the value is the 32-hex-digit MD5 of 'user:realm:password'")
+        return v
+
+
 class SipAccessConfig(_Section):
     """Who may call. Checked by the agent, and (with `sip.edge`) by Kamailio before it."""
 
@@ -107,6 +126,7 @@ class SipAccessConfig(_Section):
     outsiders: Literal["reject", "drop"] = "reject"  # callers outside `allow`: 403, or (edge) no answer
     # User-Agent substrings (any case) of SIP scanners: never answered at the edge, 403 behind it.
     scanner_agents: list[str] = Field(default_factory=lambda: list(SCANNERS))
+    auth: SipAuthConfig | None = None  # digest-authenticate every INVITE (edge only)
 
     @field_validator("allow")
     @classmethod
@@ -146,6 +166,12 @@ class SipConfig(_Section):
     # Kamailio in front even of one worker: floods, scanners and outsiders stop at the edge
     # (always so above calls_per_process). Recommended on the open internet.
     edge: bool = False
+
+    @model_validator(mode="after")
+    def _auth_needs_the_edge(self) -> SipConfig:
+        if self.access.auth is not None and not (self.edge or self.max_calls > self.calls_per_process):
+            raise ValueError("access.auth needs edge: true (Kamailio challenges the INVITEs; pjsua cannot)")
+        return self
 
 
 class HttpConfig(_Section):

@@ -282,8 +282,17 @@ class BaresipCall:
     log: str
 
 
-def baresip_call(workdir: Path, target: str, wav_in: Path, codec: str, seconds: int = 12) -> BaresipCall:
+def baresip_call(
+    workdir: Path,
+    target: str,
+    wav_in: Path,
+    codec: str,
+    seconds: int = 12,
+    user: str = "caller",
+    password: str = "",
+) -> BaresipCall:
     """Dial `target` with a WAV file as microphone; return both directions as recorded by baresip.
+    With `password`, baresip answers a digest challenge as `user`.
 
     The WAV must be mono 16-bit at the codec's rate (8000 for PCMU/PCMA, 16000 for G722).
     baresip hangs up when the file ends.
@@ -314,7 +323,8 @@ snd_path {dump}
 """
     )
     name = "G722/16000/1" if codec == "G722" else codec  # baresip assumes 8000 Hz otherwise
-    (cfg / "accounts").write_text(f"<sip:caller@{LOCAL}>;regint=0;audio_codecs={name}\n")
+    auth = f";auth_pass={password}" if password else ""
+    (cfg / "accounts").write_text(f"<sip:{user}@{LOCAL}>;regint=0{auth};audio_codecs={name}\n")
     proc = subprocess.run(
         ["baresip", "-f", str(cfg), "-n", LOCAL, "-e", f"/dial {target}", "-t", str(seconds)],
         capture_output=True,

@@ -27,7 +27,7 @@ from agent.config import SipConfig
 from agent.errors import StartupError
 
 MODULES = ("kex", "corex", "tm", "tmx", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "xlog",
-           "sanity", "dispatcher", "pike", "htable", "ipops", "dialog")  # fmt: skip
+           "sanity", "dispatcher", "pike", "htable", "ipops", "dialog", "auth")  # fmt: skip
 WINDOW_S = 2  # the per-source call count's window
 
 
@@ -65,6 +65,18 @@ def render_config(cfg: SipConfig, worker_ports: list[int], runtime: Path) -> Pat
     scanners = "|".join(re.escape(s.lower()) for s in access.scanner_agents) or "^$no-scanner"
     outsider = "exit;" if access.outsiders == "drop" else 'sl_send_reply("403", "Forbidden"); exit;'
     allow = " || ".join(f'is_in_subnet("$si", "{net}")' for net in access.allow)
+    auth_users, auth_check = "", ""
+    if access.auth is not None:
+        realm = access.auth.realm
+        auth_users = "\n".join(f'    $sht(users=>{u}) = "{ha1}";' for u, ha1 in access.auth.users.items())
+        # Every unauthenticated INVITE is challenged before any user is looked up, and a wrong
+        # password and an unknown user both get the same fresh challenge: nothing tells them apart.
+        auth_check = f"""
+        if (!pv_proxy_authenticate("{realm}", "$sht(users=>$au)", "1")) {{
+            proxy_challenge("{realm}", "0");
+            exit;
+        }}
+        consume_credentials();"""
     concurrent = ""
     if lim.calls_per_source:
         concurrent = f"""
@@ -109,6 +121,7 @@ modparam("pike", "sampling_time_unit", {WINDOW_S})
 modparam("pike", "reqs_density_per_unit", {math.ceil(lim.requests_per_s * WINDOW_S)})
 modparam("pike", "remove_latency", {2 * WINDOW_S})
 modparam("htable", "htable", "calls=>size=10;autoexpire={2 * WINDOW_S};")
+modparam("htable", "htable", "users=>size=4;")
 modparam("dialog", "profiles_with_value", "caller")
 modparam("dialog", "default_timeout", 3600)  # a call whose BYE never came counts for an hour
 
@@ -131,7 +144,7 @@ request_route {{
     t_check_trans();
     if (is_method("REGISTER|SUBSCRIBE|PUBLISH")) {{ sl_send_reply("405", "Method Not Allowed"); exit; }}
     if (is_method("INVITE")) {{
-        {f"if (!({allow})) {{ {outsider} }}" if allow else "# no allow-list: anyone may call"}
+        {f"if (!({allow})) {{ {outsider} }}" if allow else "# no allow-list: anyone may call"}{auth_check}
         {rate_check}
         record_route();
     }}
@@ -139,6 +152,8 @@ request_route {{
     t_on_failure("NEXT_WORKER");
     if (!t_relay()) sl_reply_error();
 }}
+
+{f"event_route[htable:mod-init] {{{chr(10)}{auth_users}{chr(10)}}}" if auth_users else ""}
 
 failure_route[NEXT_WORKER] {{
     if (t_is_canceled()) exit;
