@@ -55,7 +55,8 @@ def test_caller_hears_the_greeting_then_a_relevant_reply(tmp_path, services, stt
     rate = result.rate
     asked_at = 6.0
     greeting = words(stt, result.heard[: int(asked_at * rate)], rate)
-    assert {"bike", "repair"} <= greeting and greeting & {"northside", "north"}, greeting
+    # (tiny.en hears Piper's "Northside" as e.g. "Northlight" in about 1 of 20 syntheses.)
+    assert {"bike", "repair"} <= greeting and greeting & {"northside", "north"}, sorted(greeting)
     reply = words(stt, result.heard[int((asked_at + len(question) / 16000) * rate) :], rate)
     assert reply & {"saturday", "10", "ten", "4", "four"}, reply
     (turn,) = [t for t in session.turns if t.user_text]
