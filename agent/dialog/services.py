@@ -82,10 +82,11 @@ class Services:
         if not self.breakers[engine].allow(time.monotonic()):
             raise EngineError(f"{engine} is failing (circuit open): not called")
 
-    def _outcome(self, engine: str, exc: BaseException | None) -> None:
-        if exc is None:
+    def _outcome(self, engine: str, ok: bool) -> None:
+        """Feed a call's outcome to the engine's breaker (a cancelled call is neither)."""
+        if ok:
             self.breakers[engine].succeeded()
-        elif isinstance(exc, EngineError):
+        else:
             self.breakers[engine].failed(time.monotonic())
 
     def tts(self, voice: str | None) -> TTSEngine:
@@ -108,10 +109,10 @@ class Services:
                 hotwords=hotwords or None,
                 timeout_s=self.guard.stt_timeout_s,
             )
-        except Exception as exc:  # any crash of the engine counts against it
-            self._outcome("stt", exc if isinstance(exc, EngineError) else EngineError(repr(exc)))
+        except Exception:  # any error or crash of the engine counts against it
+            self._outcome("stt", False)
             raise
-        self._outcome("stt", None)
+        self._outcome("stt", True)
         return transcript
 
     def chat(
@@ -204,7 +205,5 @@ class _Watched(Generic[T]):
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._stream.__aexit__(kind, exc, tb)
-        if exc is None or isinstance(exc, EngineError):
-            self._services._outcome(self._engine, exc)
-        elif isinstance(exc, Exception):  # a crash inside the engine
-            self._services._outcome(self._engine, EngineError(repr(exc)))
+        if exc is None or isinstance(exc, Exception):  # an error or crash of the engine counts
+            self._services._outcome(self._engine, exc is None)
