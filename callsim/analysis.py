@@ -250,3 +250,6 @@ def _text_checks(add, name: str, e: TextExpect, transcript: str) -> None:
             any(f" {' '.join(normalize(k))} " in words for k in e.any_of),
             heard,
         )
+    if e.none_of:
+        said = [k for k in e.none_of if f" {' '.join(normalize(k))} " in words]
+        add(f"{name}: says none of {e.none_of}", not said, heard + (f"; said {said}" if said else ""))

@@ -25,7 +25,7 @@ from callsim.media import AgentListener, Track, Transmitter
 from callsim.rtp import RtpEndpoint
 from callsim.scenario import Scenario, Turn
 from callsim.sipua import CallFailed, SipUA
-from callsim.voice import PHONE_RMS, espeak, load_wavs
+from callsim.voice import PHONE_RMS, load_wavs, synthesize
 
 log = structlog.get_logger("callsim")
 
@@ -76,7 +76,7 @@ def prepare_audio(sc: Scenario, rate: int) -> list[np.ndarray | None]:
     out: list[np.ndarray | None] = []
     for turn in sc.turns:
         if turn.say is not None:
-            out.append(espeak(turn.say, rate, sc.voice, sc.words_per_minute))
+            out.append(synthesize(turn.say, rate, sc.voice, sc.words_per_minute))
         elif turn.wav is not None:
             out.append(load_wavs(sc.wav_paths(turn), rate))
         else:

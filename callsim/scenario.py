@@ -28,6 +28,7 @@ class TextExpect(Strict):
     says: str | None = Field(None, description="a regular expression the transcript must match")
     keywords: list[str] = Field(default_factory=list, description="words that must all appear")
     any_of: list[str] = Field(default_factory=list, description="words of which one must appear")
+    none_of: list[str] = Field(default_factory=list, description="words none of which may appear")
 
     @field_validator("says")
     @classmethod
@@ -112,7 +113,10 @@ class Timing(Strict):
 class Scenario(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    voice: str = Field("en-us", description="espeak-ng voice of the caller's text turns")
+    voice: str = Field(
+        "en-us",
+        description="the caller's voice for text turns: an espeak-ng voice, or festival:VOICE",
+    )
     words_per_minute: int = Field(160, ge=80, le=400)
     line: Line = Field(default_factory=Line)
     timing: Timing = Field(default_factory=Timing)

@@ -1,4 +1,5 @@
-"""The caller's voice: text through espeak-ng (never the agent's Piper), or recorded WAV files.
+"""The caller's voice: text through espeak-ng or festival (never the agent's Piper), or
+recorded WAV files.
 
 Every turn's audio is trimmed to its speech, so "the end of the caller's audio" is the end of
 its last word, exactly: latencies are measured from there.
@@ -23,6 +24,36 @@ WAV_GAP_S = 0.3  # between the files of a multi-file turn (a spoken digit string
 
 class VoiceError(RuntimeError):
     """The caller's audio cannot be made (espeak-ng missing, unreadable WAV)."""
+
+
+def synthesize(text: str, rate: int, voice: str = "en-us", wpm: int = 160) -> np.ndarray:
+    """`text` in the caller's `voice`: an espeak-ng voice ("en-us", "en-gb+f3") or
+    "festival:VOICE" ("festival:kal_diphone", "festival:cmu_us_slt_arctic_hts")."""
+    if voice.startswith("festival:"):
+        return festival(text, rate, voice.removeprefix("festival:"))
+    return espeak(text, rate, voice, wpm)
+
+
+def festival(text: str, rate: int, voice: str) -> np.ndarray:
+    """`text` spoken by festival's `voice`, trimmed, at telephone level."""
+    exe = shutil.which("text2wave")
+    if exe is None:
+        raise VoiceError("festival is not installed (apt-get install festival festvox-kallpc16k)")
+    if not voice.replace("_", "").isalnum():
+        raise VoiceError(f"not a festival voice name: {voice!r}")
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "say.wav"
+        proc = subprocess.run(
+            [exe, "-eval", f"(voice_{voice})", "-o", str(out)],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0 or not out.exists() or "not defined" in proc.stderr:
+            raise VoiceError(f"festival failed for voice {voice!r}: {proc.stderr.strip()[:200]}")
+        pcm, r = read_wav(out)
+    return at_phone_level(trim(resample(pcm, r, rate), rate))
 
 
 def espeak(text: str, rate: int, voice: str = "en-us", wpm: int = 160, trimmed: bool = True) -> np.ndarray:

@@ -86,6 +86,21 @@ def test_every_shipped_scenario_loads(monkeypatch):
     assert {"question", "two_questions", "barge_in", "silent_caller", "ask_for_human", "digits"} <= names
 
 
+@pytest.mark.parametrize("voice", ["en-us", "festival:kal_diphone", "festival:cmu_us_slt_arctic_hts"])
+def test_callers_speak_in_espeak_and_festival_voices(voice):
+    from callsim.voice import synthesize
+
+    pcm = synthesize("Do you take Meridian Care?", 8000, voice)
+    assert 0.8 < len(pcm) / 8000 < 3.0 and np.abs(pcm).max() > 3000
+
+
+def test_an_unknown_festival_voice_is_a_clear_error():
+    from callsim.voice import VoiceError, synthesize
+
+    with pytest.raises(VoiceError, match="festival"):
+        synthesize("hello", 8000, "festival:no_such_voice")
+
+
 def test_trim_keeps_exactly_the_sound():
     x = np.zeros(8000, np.int16)
     x[1000:3000] = 5000
@@ -158,6 +173,7 @@ def test_checks_report_what_was_heard(tmp_path):
     path.write_text(
         "name: s\nturns:\n  - say: hi\n    expect:\n      says: 'ten|10'\n"
         "      keywords: [saturday, sunday]\n"
+        "      none_of: [closed, 'ten on']\n"
         "      max_latency_ms: 500\nexpect:\n  transfer: true\n  agent_hangs_up: true\n"
         "  greeting:\n    any_of: [hello]\n"
     )
@@ -165,6 +181,8 @@ def test_checks_report_what_was_heard(tmp_path):
     assert checks["turn 1: says /ten|10/"]["passed"]
     assert not checks["turn 1: says all of ['saturday', 'sunday']"]["passed"]
     assert "missing ['sunday']" in checks["turn 1: says all of ['saturday', 'sunday']"]["detail"]
+    assert not checks["turn 1: says none of ['closed', 'ten on']"]["passed"]
+    assert "said ['ten on']" in checks["turn 1: says none of ['closed', 'ten on']"]["detail"]
     assert not checks["turn 1: voice-to-voice ≤ 500 ms"]["passed"]
     assert not checks["transfer requested"]["passed"] and checks["agent hangs up"]["passed"]
     assert checks["greeting: says one of ['hello']"]["passed"]
