@@ -28,7 +28,7 @@ class ModelSpec:
     """
 
     name: str
-    kind: str  # "vad" | "stt" | "llm" | "tts"
+    kind: str  # "vad" | "stt" | "llm" | "tts" | "turn"
     description: str
     location: PackageFile | None = None
     parts: tuple[PackageFile, ...] = ()
@@ -97,6 +97,15 @@ CATALOG: dict[str, ModelSpec] = {
             kind="vad",
             description="Silero VAD v6 (ONNX, 8 and 16 kHz)",
             location=PackageFile("silero_vad", "data/silero_vad.onnx", "silero-vad==6.2.3"),
+        ),
+        ModelSpec(
+            name="smart-turn-v3.2",
+            kind="turn",
+            description="Pipecat Smart Turn v3.2 end-of-turn classifier (ONNX, int8, BSD-2-Clause)",
+            # Top-level package only: finding pipecat.audio... would import pipecat (and loguru).
+            location=PackageFile(
+                "pipecat", "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx", "pipecat-ai==1.14.0"
+            ),
         ),
         ModelSpec(
             name="tiny.en",
