@@ -103,6 +103,14 @@ class TransferTool(_Strict):
         return v
 
 
+class KnowledgeEntry(_Strict):
+    """One fact the agent may use, picked per turn for the questions it answers."""
+
+    topic: str = ""  # a short label ("opening hours")
+    fact: str = Field(min_length=1)  # a self-contained sentence or two, as it may be said aloud
+    asks: list[str] = []  # example caller questions this fact answers (help picking it)
+
+
 class Tools(_Strict):
     hangup: HangupTool | None = None
     transfer: TransferTool | None = None
@@ -117,6 +125,10 @@ class Dialplan(_Strict):
     default: bool = False
     greeting: str = ""
     system_prompt: str = "You are a helpful phone assistant."
+    business: str = ""  # the business's name: for the prompt and Whisper's vocabulary
+    # The facts the agent answers from; the ones relevant to each turn are put next to the
+    # caller's words (a small model uses facts there far more reliably than in the prompt).
+    knowledge: list[KnowledgeEntry] = []
     voice: str | None = None  # a Piper voice; None: the config's tts.voice
     stt: SttHints = SttHints()
     turn: TurnParams = TurnParams()

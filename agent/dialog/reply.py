@@ -19,8 +19,8 @@ import structlog
 from agent.dialog.chunker import Chunker
 from agent.dialog.dialplan import Dialplan
 from agent.dialog.events import ChunkSynthesised, Event, FirstToken, ReplyDone, Transcribed
-from agent.dialog.history import History
 from agent.dialog.playout import Playout
+from agent.dialog.prompt import Prompt
 from agent.dialog.services import Services
 from agent.dialog.tools import Action, Hangup, Transfer, action_from_phrase
 from agent.engines.base import CancelToken, EngineError
@@ -36,7 +36,7 @@ class Reply:
         reply_id: int,
         services: Services,
         plan: Dialplan,
-        history: History,
+        prompt: Prompt,
         leg: CallLeg,
         post: Callable[[Event], None],
         *,
@@ -49,7 +49,7 @@ class Reply:
         self.id = reply_id
         self._services = services
         self._plan = plan
-        self._history = history
+        self._prompt = prompt
         self._post = post
         self.playout = Playout(leg, reply_id, post)
         self._actions: list[Action] = list(script[1]) if script else []
@@ -107,9 +107,10 @@ class Reply:
             self._chunks.put_nowait(chunk)
 
     async def _transcribe(self, audio: np.ndarray) -> str:
-        hints = self._plan.stt
         try:
-            transcript = await self._services.transcribe(audio, hints.prompt, hints.hotwords)
+            transcript = await self._services.transcribe(
+                audio, self._prompt.stt_prompt, self._plan.stt.hotwords
+            )
         except EngineError as exc:
             self._services.failed("stt", exc)
             self._fail()
@@ -127,7 +128,7 @@ class Reply:
     async def _generate(self, text: str) -> None:
         llm = self._plan.llm
         chunker = Chunker(self._plan.tools)
-        messages = self._history.messages(pending_user=text)
+        messages = self._prompt.for_turn(text)
         spoken = 0
         first = True
         try:

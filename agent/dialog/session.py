@@ -20,7 +20,7 @@ from agent.dialog import events as ev
 from agent.dialog.controller import State, TurnController
 from agent.dialog.dialplan import Dialplan
 from agent.dialog.history import History
-from agent.dialog.prompt import system_prompt
+from agent.dialog.prompt import Prompt, system_prompt
 from agent.dialog.reply import Reply
 from agent.dialog.services import Services
 from agent.dialog.timing import TurnTiming
@@ -56,6 +56,7 @@ class CallSession:
         self.on_transfer = on_transfer
         self.detector = TurnDetector(services.vad.stream(leg.sample_rate), plan.turn)
         history = History(system_prompt(plan), plan.llm.history_tokens, services.llm.count_tokens)
+        self.prompt = Prompt(plan, history)
         self.controller = TurnController(plan, history)
         self._replies: dict[int, Reply] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -89,7 +90,7 @@ class CallSession:
     async def run(self) -> None:
         # Bound in the call's context, so the reply tasks created below log it too.
         structlog.contextvars.bind_contextvars(dialplan=self.plan.name)
-        opening = self.history.messages()  # warm the LLM's prompt cache with what turns start with
+        opening = self.prompt.opening()  # warm the LLM's prompt cache with what turns start with
         if self.plan.greeting:
             opening.append({"role": "assistant", "content": self.plan.greeting})
         background = [
@@ -145,7 +146,7 @@ class CallSession:
                     self._replies[c.reply] = self._answer(c)
             case ev.Say():
                 self._replies[c.reply] = Reply(
-                    c.reply, self.services, self.plan, self.history, self.leg, self.post,
+                    c.reply, self.services, self.plan, self.prompt, self.leg, self.post,
                     script=(c.text, c.actions),
                 )  # fmt: skip
             case ev.Commit():
@@ -174,7 +175,7 @@ class CallSession:
             ack = self._acks[self._acks_used % len(self._acks)]
             self._acks_used += 1
         return Reply(
-            c.reply, self.services, self.plan, self.history, self.leg, self.post,
+            c.reply, self.services, self.plan, self.prompt, self.leg, self.post,
             audio=c.audio, committed=c.committed, ack=ack, fallback=self._fallback,
         )  # fmt: skip
 
