@@ -83,6 +83,9 @@ class FakeLeg:
     def flush(self) -> int:
         return self._b().flush()
 
+    def hold(self, on: bool) -> None:
+        self._b().hold(on)
+
     def notify(self, event: dict) -> None:
         self.events.append(event)
 

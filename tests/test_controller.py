@@ -6,12 +6,20 @@ import numpy as np
 import pytest
 
 from agent.dialog import events as ev
-from agent.dialog.controller import ECHO_GATE, MAX_DURATION, SILENCE, State, TurnController
+from agent.dialog.controller import TurnController
 from agent.dialog.dialplan import Dialplan
 from agent.dialog.history import History
 from agent.dialog.prompt import system_prompt
+from agent.dialog.replies import ECHO_GATE, HELD, MAX_DURATION, SILENCE, State
 from agent.dialog.tools import Hangup, Transfer
-from agent.dialog.turns import SpeechPaused, SpeechResumed, SpeechStarted, SpeechSustained, TurnEnded
+from agent.dialog.turns import (
+    SpeechPaused,
+    SpeechProgress,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechSustained,
+    TurnEnded,
+)
 from tests.test_session import TOOLS  # the same dialplan tools as the real-clock session tests
 
 AUDIO = np.zeros(1600, np.int16)
@@ -119,6 +127,21 @@ def test_speculation_kept_when_the_silence_holds():
     assert record.timing.intervals()["stt"] == 0.0  # ready before the turn ended
 
 
+def test_prefill_while_the_caller_talks_only_when_nothing_else_is_in_flight():
+    call = Call()
+    call.greet()
+    call(SpeechStarted(2.0))
+    assert call(SpeechProgress(2.8, AUDIO)) == [ev.Prefill(AUDIO)]
+    first = call.reply_id(call(SpeechPaused(3.0, AUDIO)))
+    assert call(SpeechProgress(3.1, AUDIO)) == []  # the speculative reply does the work
+    assert call(SpeechResumed(3.2)) == [ev.Cancel(first)]
+    assert call(SpeechProgress(3.6, AUDIO)) == [ev.Prefill(AUDIO)]
+    rid = call.reply_id(call(TurnEnded(4.5, 3.7, AUDIO)))
+    call(ev.ChunkStarted(rid, 5.0, "Nine.", -20.0))
+    call(SpeechStarted(5.5))  # the caller talks over the agent: no prefill for a barge-in
+    assert call(SpeechProgress(6.3, AUDIO)) == []
+
+
 def test_speculation_dropped_when_the_caller_goes_on_and_the_turn_keeps_its_number():
     call = Call()
     call.greet()
@@ -136,7 +159,7 @@ def test_speculation_dropped_when_the_caller_goes_on_and_the_turn_keeps_its_numb
 
 
 def test_barge_in_is_one_transition_and_history_keeps_what_was_heard():
-    call = Call()
+    call = Call(turn={"backchannel_max_ms": 0})  # every barge-in stops the agent at once
     call.greet()
     rid = call.turn(2.0, 3.0)
     call.answer(rid, 4.0, text="One two three four five six.")
@@ -156,8 +179,51 @@ def test_barge_in_is_one_transition_and_history_keeps_what_was_heard():
     assert nxt != rid and call.c.state is State.THINKING
 
 
-def test_barge_in_on_the_greeting_but_not_on_the_goodbye():
+def test_a_backchannel_pauses_the_agent_which_then_goes_on_where_it_paused():
     call = Call()
+    call.greet()
+    rid = call.turn(2.0, 3.0)
+    call.answer(rid, 4.0, text="One two three four five six.")
+    call(SpeechStarted(4.88))
+    assert call(SpeechSustained(5.0, onset=4.88)) == [ev.HoldOutput(True), ev.SetTimer(HELD, 5.88)]
+    spec = call.reply_id(call(SpeechPaused(5.3, AUDIO)))  # the caller's words are transcribed
+    assert call(ev.Transcribed(spec, 5.6, "Uh-huh.")) == [ev.Cancel(spec), ev.HoldOutput(False)]
+    assert call(TurnEnded(6.1, 5.3, AUDIO)) == []  # that turn was nothing to answer
+    assert call(ev.TimerFired(HELD, 5.88)) == []
+    (record,) = call.only(ev.RecordTurn, call(ev.ReplyDone(rid, 8.0, "One two three four five six.")))
+    assert not record.timing.interrupted and record.timing.barge_in is None
+    assert record.timing.reply_text == "One two three four five six."
+    nxt = call.turn(9.0, 10.0)  # the next question is the caller's turn 1, not 2
+    assert [c.turn for c in call.log if isinstance(c, ev.StartReply) and c.reply == nxt] == [1]
+
+
+def test_words_over_the_paused_agent_stop_it_and_are_the_next_turn():
+    call = Call()
+    call.greet()
+    rid = call.turn(2.0, 3.0)
+    call.answer(rid, 4.0, text="One two three four five six.")
+    call(SpeechStarted(4.88))
+    call(SpeechSustained(5.0, onset=4.88))
+    spec = call.reply_id(call(SpeechPaused(5.5, AUDIO)))
+    out = call(ev.Transcribed(spec, 5.8, "Sorry, what about Sunday?"))
+    assert out[:3] == [ev.Notify({"type": "barge_in"}), ev.Flush(rid, barge_in=True), ev.Cancel(rid)]
+    (record,) = call.only(ev.RecordTurn, call(ev.PlaybackStopped(rid, 5.81, "One two")))
+    assert record.timing.interrupted and (record.timing.barge_in, record.timing.audio_stopped) == (4.88, 5.0)
+    assert ev.Commit(spec) in call(TurnEnded(6.3, 5.5, AUDIO))
+
+
+def test_talking_on_over_the_paused_agent_stops_it():
+    call = Call(turn={"backchannel_max_ms": 800})
+    call.greet()
+    rid = call.turn(2.0, 3.0)
+    call.answer(rid, 4.0)
+    call(SpeechStarted(4.88))
+    call(SpeechSustained(5.0, onset=4.88))
+    assert ev.Flush(rid, barge_in=True) in call(ev.TimerFired(HELD, 5.68))  # still voiced
+
+
+def test_barge_in_on_the_greeting_but_not_on_the_goodbye():
+    call = Call(turn={"backchannel_max_ms": 0})
     rid = call.reply_id(call(ev.Started(0.0)))
     call(ev.ChunkStarted(rid, 0.1, "Hi.", -20.0))
     assert ev.Flush(rid, barge_in=True) in call(SpeechSustained(0.5, 0.38))

@@ -147,3 +147,31 @@ def test_fallbacks_in_a_row_hand_the_caller_to_a_person_or_end_the_call():
     (bye,) = call.only(ev.Say, call(ev.ReplyDone(rid, 13.0, "Sorry.", failed=True)))
     assert "call again later" in bye.text
     assert call.only(ev.HangUp, call(ev.ReplyDone(bye.reply, 15.0, bye.text))) == [ev.HangUp()]
+
+
+def test_a_cancelled_job_that_has_not_started_never_runs():
+    """Stale work is dropped, not queued behind: a prefill cancelled while it waits for the
+    worker must not cost the reply behind it any time."""
+    asyncio.run(_cancelled_job_never_runs())
+
+
+async def _cancelled_job_never_runs() -> None:
+    import threading
+
+    from agent.engines.worker import EngineWorker
+
+    worker = EngineWorker("test")
+    gate = threading.Event()
+    ran: list[str] = []
+    busy = asyncio.ensure_future(worker.run(gate.wait, 5))
+    await asyncio.sleep(0.05)
+    stale = asyncio.ensure_future(worker.run(ran.append, "stale"))
+    await asyncio.sleep(0.05)
+    stale.cancel()
+    await asyncio.gather(stale, return_exceptions=True)
+    fresh = asyncio.ensure_future(worker.run(ran.append, "fresh"))
+    gate.set()
+    await busy
+    await fresh
+    assert ran == ["fresh"]
+    worker.close()

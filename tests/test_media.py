@@ -38,6 +38,25 @@ def test_flush_drops_everything_queued_at_once():
     run(main())
 
 
+def test_hold_sends_silence_and_resumes_where_it_paused_and_flush_ends_it():
+    async def go() -> None:
+        bridge = FrameBridge(asyncio.get_running_loop())
+        pcm = (np.arange(1600) % 100).astype(np.int16)  # 5 frames, each different
+        bridge.play(pcm, 16000)
+        first = bridge.pull_outbound()
+        bridge.hold(True)
+        assert [bridge.pull_outbound() for _ in range(3)] == [None] * 3
+        assert bridge.samples_queued == 4 * 320  # nothing dropped while held
+        bridge.hold(False)
+        assert bridge.pull_outbound() == pcm[320:640].tobytes() and first == pcm[:320].tobytes()
+        bridge.hold(True)
+        bridge.flush()
+        bridge.play(pcm, 16000)
+        assert bridge.pull_outbound() == pcm[:320].tobytes()  # a flush ends the hold
+
+    asyncio.run(go())
+
+
 def test_inbound_is_bounded_and_ends_on_close():
     async def main():
         bridge = FrameBridge(asyncio.get_running_loop(), max_inbound_frames=5)

@@ -93,7 +93,7 @@ def test_speculation_is_dropped_when_the_caller_goes_on_then_committed():
     caller = np.concatenate([silence(0.5), burst(0.8), silence(0.4), burst(0.8, seed=1)])
     stt = FakeSTT(["first half", "whole sentence"])
     leg = FakeLeg(caller, tail_s=3)
-    session = run(leg, plan(greeting=""), services(stt=stt))
+    session = run(leg, plan(greeting="", turn={"prefill_ms": 0}), services(stt=stt))
     assert len(stt.calls) == 2  # speculative at the first pause (dropped), then at the second (committed)
     assert len(session.turns) == 1
     assert session.turns[0].speculative
@@ -122,6 +122,22 @@ def test_barge_in_flushes_within_a_few_frames_and_history_keeps_what_was_heard()
     onset = 0.3 + 1.0 + 2.6
     assert active(leg.heard, onset - 0.5, onset)
     assert not active(leg.heard, onset + 0.3, onset + 1.2)
+
+
+def test_a_backchannel_during_a_long_answer_pauses_it_and_the_answer_completes():
+    long = "One two three four five six. Seven eight nine ten eleven twelve. Thirteen fourteen fifteen."
+    llm = FakeLLM([long])
+    stt = FakeSTT(["tell me a story", "uh huh"])
+    tts = FakeTTS(seconds_per_char=0.05)  # the reply lasts about 4.6 s
+    caller = np.concatenate([silence(0.3), burst(1.0), silence(2.6), burst(0.4, seed=2), silence(6.0)])
+    leg = FakeLeg(caller, tail_s=2)
+    session = run(leg, plan(greeting="", turn={"prefill_ms": 0}), services(stt=stt, llm=llm, tts=tts))
+    (turn,) = session.turns
+    assert not turn.interrupted and turn.reply_text == long
+    assert session.history.messages()[-1]["content"] == long
+    onset = 0.3 + 1.0 + 2.6
+    assert not active(leg.heard, onset + 0.3, onset + 0.45), "paused while the caller spoke"
+    assert active(leg.heard, onset + 1.5, onset + 2.5), "then it went on"
 
 
 def test_a_100ms_click_does_not_barge_in():
@@ -224,7 +240,7 @@ def test_an_engine_failure_costs_one_turn_and_the_call_goes_on(fail):
     llm = FakeLLM(["We open at nine.", "Bikes cost two hundred."])
     caller = np.concatenate([silence(0.3), burst(0.8), silence(3.0), burst(0.8, seed=3)])
     leg = FakeLeg(caller, tail_s=3)
-    p = plan(greeting="")
+    p = plan(greeting="", turn={"prefill_ms": 0})  # the reply's own STT is the first to fail
     session = run(leg, p, services(stt=stt, llm=llm, tts=tts))
     first, second = session.turns
     if fail == "stt":
@@ -274,3 +290,20 @@ def test_the_leg_is_told_state_and_captions_in_order():
     assert (
         states[:5] == ["greeting", "listening", "thinking", "speaking", "listening"] and states[-1] == "ended"
     )
+
+
+def test_while_the_caller_talks_the_llm_reads_the_grounded_prompt_for_the_words_so_far():
+    knowledge = [{"topic": "hours", "fact": "Open nine to five.", "asks": ["what are your hours"]}]
+    stt = FakeSTT(["what are", "what are your hours"])
+    llm = FakeLLM(["We open at nine."])
+    leg = FakeLeg(np.concatenate([silence(1.0), burst(1.3)]), tail_s=3)
+    session = run(leg, plan(knowledge=knowledge, turn={"prefill_ms": 800}), services(stt, llm))
+    # STT once for the words so far (0.8 s into the turn, with its pre-roll), once for them all
+    assert (
+        len(stt.calls) == 2 and 0.8 <= stt.calls[0]["samples"] / 16000 < 1.2 < stt.calls[1]["samples"] / 16000
+    )
+    prefill = llm.primed[-1]
+    assert prefill[-1]["content"].endswith("Caller: what are")
+    answer = llm.requests[0]
+    assert answer[:-1] == prefill[:-1]  # the same prompt but for the caller's last words
+    assert "Open nine to five." in answer[-1]["content"] and session.turns[0].reply_text

@@ -11,6 +11,7 @@ from agent.dialog.dialplan import TurnParams
 from agent.dialog.playout import Playout
 from agent.dialog.turns import (
     SpeechPaused,
+    SpeechProgress,
     SpeechResumed,
     SpeechStarted,
     SpeechSustained,
@@ -47,6 +48,16 @@ def run(pattern: str, frames: list[np.ndarray] | None = None, **params: int) -> 
         frame = frames[i] if frames else LOUD
         out += [(i + 1, e) for e in d.feed(frame)]
     return out
+
+
+def test_progress_every_prefill_ms_of_speech_with_the_audio_so_far_and_never_in_a_pause():
+    # 50 voiced frames (1 s), 15 silent (300 ms: a pause), 40 voiced, then the end
+    events = run("1" * 50 + "0" * 15 + "1" * 40 + "0" * 45, prefill_ms=400, speculative_ms=200)
+    progress = [(n, e) for n, e in events if isinstance(e, SpeechProgress)]
+    # onset at frame 1 (pre-roll); every 400 ms of the turn, counted from the onset, while voiced
+    assert [n for n, _ in progress] == [20, 40, 66, 80, 100]
+    assert [len(e.audio) // 320 for _, e in progress] == [20, 40, 66, 80, 100]
+    assert not any(isinstance(e, SpeechProgress) for _, e in run("1" * 100 + "0" * 45, prefill_ms=0))
 
 
 def test_a_turn_start_sustain_pause_and_end_on_the_media_clock():

@@ -8,49 +8,26 @@ reprompt or a goodbye, what a finished reply's tools do. It does no I/O (it logs
 clock: every event carries its time, so its tests are instant sequences of events.
 
 Where things are decided: barge-in in `_on_sustained`, end of turn in `_on_turn_ended`,
-speculation in `_on_paused` / `_on_resumed`, silence and time limits in `_on_timer`.
+speculation in `_on_paused` / `_on_resumed` (and Prefill while the caller talks), silence and
+time limits in `_on_timer`.
 """
 
 from __future__ import annotations
-
-import enum
-from dataclasses import dataclass
 
 import numpy as np
 import structlog
 
 from agent.dialog import events as ev
+from agent.dialog import turns as sp
+from agent.dialog.backchannel import is_backchannel
 from agent.dialog.dialplan import Dialplan
 from agent.dialog.history import History
+from agent.dialog.replies import ECHO_GATE, ECHO_TAIL_S, HELD, MAX_DURATION, SILENCE, Reply, State
+from agent.dialog.silence import SilenceWatch
 from agent.dialog.timing import TurnTiming
 from agent.dialog.tools import Action, Hangup, Transfer
-from agent.dialog.turns import SpeechPaused, SpeechResumed, SpeechStarted, SpeechSustained, TurnEnded
 
 log = structlog.get_logger("session")
-
-ECHO_TAIL_S = 0.5  # the agent's audio may come back this long after it was sent
-# Timer names
-MAX_DURATION, SILENCE, ECHO_GATE = "max_duration", "silence", "echo_gate"
-
-
-class State(enum.StrEnum):
-    GREETING = "greeting"
-    LISTENING = "listening"
-    THINKING = "thinking"
-    SPEAKING = "speaking"
-    TRANSFERRING = "transferring"
-    ENDED = "ended"
-
-
-@dataclass
-class _Reply:
-    """The controller's view of one reply (the engine work is the runner's)."""
-
-    id: int
-    timing: TurnTiming | None  # None for a fixed line (greeting, reprompt, ...)
-    committed: bool
-    user_text: str = ""
-    playing: bool = False  # some of its audio has gone out
 
 
 class TurnController:
@@ -62,8 +39,8 @@ class TurnController:
         self.state = State.GREETING
         self.turns: list[TurnTiming] = []  # finished caller turns, in order
         self.transfers: list[Transfer] = []
-        self._reply: _Reply | None = None
-        self._stopping: dict[int, _Reply] = {}  # flushed, waiting for PlaybackStopped
+        self._reply: Reply | None = None
+        self._stopping: dict[int, Reply] = {}  # flushed, waiting for PlaybackStopped
         self._next_id = 0
         self._turn_start: float | None = None  # onset of the caller's turn in progress
         self._turn_index: int | None = None  # its number, once a reply was started for it
@@ -71,7 +48,9 @@ class TurnController:
         self._in_speech = False
         self._closing = False  # saying goodbye: not interruptible, then hang up
         self._failures = 0  # caller turns in a row answered with the fallback line
-        self._started = self._last_caller = self._last_agent = 0.0
+        self._silence = SilenceWatch(plan.silence)
+        self._held: Reply | None = None  # paused while the caller talks over it (backchannel?)
+        self._voiced = False  # the caller is talking now (not in a pause)
         self._out: list[ev.Command] = []
 
     @property
@@ -84,17 +63,19 @@ class TurnController:
         match event:
             case ev.Started(t=t):
                 self._on_started(t)
-            case SpeechStarted(t=t):
-                self._in_speech = True
+            case sp.SpeechStarted(t=t):
+                self._in_speech = self._voiced = True
                 self._turn_start, self._turn_index = t, None
                 log.info("speech started")
-            case SpeechSustained():
+            case sp.SpeechSustained():
                 self._on_sustained(event)
-            case SpeechPaused():
+            case sp.SpeechProgress(audio=audio) if self._reply is self._held is None and not self._blocked():
+                self._emit(ev.Prefill(audio))  # nothing else in flight: prepare the reply
+            case sp.SpeechPaused():
                 self._on_paused(event)
-            case SpeechResumed():
-                self._on_resumed()
-            case TurnEnded():
+            case sp.SpeechResumed(t=t):
+                self._on_resumed(t)
+            case sp.TurnEnded():
                 self._on_turn_ended(event)
             case ev.Transcribed() | ev.FirstToken() | ev.ChunkSynthesised() | ev.ChunkStarted():
                 self._on_progress(event)
@@ -103,7 +84,7 @@ class TurnController:
             case ev.PlaybackStopped(reply=rid, t=t, heard=heard):
                 stopped = self._stopping.pop(rid, None)
                 if stopped is not None:
-                    self._finish(stopped, heard, t, interrupted=True)
+                    self._finish(stopped, heard, t)  # cut off by the caller
             case ev.TimerFired(name=name, t=t):
                 self._on_timer(name, t)
             case ev.DtmfReceived(digit=digit):
@@ -111,14 +92,15 @@ class TurnController:
             case ev.TransferResult(ok=ok, t=t):
                 self._on_transfer_result(ok, t)
             case ev.CallerLeft(t=t):
-                if self._reply is not None:
-                    self._stop(self._reply)
+                for r in (self._reply, self._held):
+                    if r is not None:
+                        self._stop(r)
                 self._set(State.ENDED)
         return self._out
 
     # --- start, speech --------------------------------------------------------------------
     def _on_started(self, t: float) -> None:
-        self._started = self._last_caller = self._last_agent = t
+        self._silence.last_caller = self._silence.last_agent = t
         self._emit(ev.Notify({"type": "state", "state": str(self.state)}))
         self._emit(ev.SetTimer(MAX_DURATION, t + self.plan.max_duration_s))
         if self.plan.greeting:
@@ -127,38 +109,71 @@ class TurnController:
             self._set(State.LISTENING)
             self._arm_silence()
 
-    def _on_sustained(self, e: SpeechSustained) -> None:
-        """Barge-in: caller speech long enough while the agent thinks or speaks."""
+    def _on_sustained(self, e: sp.SpeechSustained) -> None:
+        """Barge-in: caller speech long enough while the agent thinks or speaks. While it
+        speaks, it pauses at once; the caller's words decide (`_decide_held`)."""
         r = self._reply
         if r is None or not r.committed or self._closing or self.state is State.TRANSFERRING:
             return
+        r.stopped_at = (e.onset, e.t)
+        if not (r.playing and self.plan.turn.backchannel_max_ms):
+            self._interrupt(r)
+            return
+        log.info("caller talks over the agent: paused")
+        self._held, self._reply = r, None
+        self._emit(ev.HoldOutput(True))
+        self._emit(ev.SetTimer(HELD, e.onset + self.plan.turn.backchannel_max_ms / 1000))
+
+    def _interrupt(self, r: Reply) -> None:
         if r.timing is not None:
-            r.timing.barge_in, r.timing.audio_stopped = e.onset, e.t
+            r.timing.barge_in, r.timing.audio_stopped = r.stopped_at
         log.info("barge-in", turn=r.timing.index if r.timing else None)
         self._emit(ev.Notify({"type": "barge_in"}))
+        if self._held is r:
+            self._held = None
         self._stop(r, barge_in=True)
-        self._set(State.LISTENING)
+        if self._reply is None:
+            self._set(State.LISTENING)
 
-    def _on_paused(self, e: SpeechPaused) -> None:
+    def _decide_held(self, words: str) -> None:
+        """The caller's words over the paused agent are known: a backchannel (or noise) lets
+        it go on where it paused; anything else is an interruption and a turn of its own."""
+        held, r = self._held, self._reply
+        assert held is not None and r is not None
+        if not is_backchannel(words):
+            self._interrupt(held)
+            return
+        log.info("backchannel: the agent goes on", heard=words)
+        self._emit(ev.Cancel(r.id))
+        self._turns_started, self._turn_index, self._turn_start = self._turns_started - 1, None, None
+        self._held, self._reply = None, held
+        self._emit(ev.HoldOutput(False))
+
+    def _on_paused(self, e: sp.SpeechPaused) -> None:
         """Speculation: start STT and the LLM on what was said so far."""
+        self._voiced = False
         if self._blocked() or self._reply is not None or self._turn_start is None:
             return
         timing = TurnTiming(speech_start=self._turn_start, speculative=True)
         self._start_reply(timing, e.audio, committed=False)
 
-    def _on_resumed(self) -> None:
+    def _on_resumed(self, t: float) -> None:
+        self._voiced = True
+        limit = self.plan.turn.backchannel_max_ms / 1000
+        if (held := self._held) is not None and t - held.stopped_at[0] >= limit:
+            self._interrupt(held)  # talking again, and long since: more than a backchannel
         r = self._reply
         if r is not None and not r.committed and not self._blocked():
             self._emit(ev.Cancel(r.id))
             self._reply = None
             log.info("speculation dropped: caller went on")
 
-    def _on_turn_ended(self, e: TurnEnded) -> None:
+    def _on_turn_ended(self, e: sp.TurnEnded) -> None:
         """End of turn: commit the speculative reply, or start one."""
-        self._in_speech = False
+        self._in_speech = self._voiced = False
         if self._blocked():
             return
-        self._last_caller = e.t
+        self._silence.last_caller = e.t
         log.info("speech stopped", seconds=round(len(e.audio) / 16000, 2))
         r = self._reply
         if r is not None and r.committed:
@@ -179,26 +194,28 @@ class TurnController:
         self._set(State.THINKING)
 
     # --- replies ----------------------------------------------------------------------------
-    def _start_reply(self, timing: TurnTiming, audio: np.ndarray, committed: bool) -> _Reply:
+    def _start_reply(self, timing: TurnTiming, audio: np.ndarray, committed: bool) -> Reply:
         # A caller's turn is numbered once: a dropped speculation and its successor share it.
         if self._turn_index is None:
             self._turn_index = self._turns_started
             self._turns_started += 1
         timing.index = self._turn_index
-        r = self._reply = _Reply(self._new_id(), timing, committed)
+        r = self._reply = Reply(self._new_id(), timing, committed)
         self._emit(ev.StartReply(r.id, timing.index, audio, committed))
         return r
 
     def _say(self, text: str, actions: tuple[Action, ...] = ()) -> None:
         """Speak a fixed line now, instead of whatever was being said."""
-        if self._reply is not None:
-            self._stop(self._reply)
-        self._reply = _Reply(self._new_id(), None, committed=True)
+        for r in (self._reply, self._held):
+            if r is not None:
+                self._stop(r)
+        self._held = None
+        self._reply = Reply(self._new_id(), None, committed=True)
         self._emit(ev.Say(self._reply.id, text, actions))
         if self.state is State.LISTENING:
             self._set(State.SPEAKING)
 
-    def _stop(self, r: _Reply, barge_in: bool = False) -> None:
+    def _stop(self, r: Reply, barge_in: bool = False) -> None:
         """Cancel a reply; a committed one is flushed and finished once PlaybackStopped says
         what was heard of it."""
         if r.committed:
@@ -218,7 +235,9 @@ class TurnController:
                 r.user_text = text
                 if t is not None:
                     t.stt_done, t.user_text = e.t, text
-                if r.committed and text:
+                if self._held is not None:
+                    self._decide_held(text)
+                elif r.committed and text:
                     self._caption("caller", text)
             case ev.FirstToken() if t is not None and t.llm_first_token is None:
                 t.llm_first_token = e.t
@@ -237,6 +256,9 @@ class TurnController:
                     self._set(State.SPEAKING)
 
     def _on_reply_done(self, e: ev.ReplyDone) -> None:
+        if self._held is not None and e.reply == self._held.id:  # it had all gone out already
+            self._reply, self._held = self._held, None
+            self._emit(ev.HoldOutput(False))
         r = self._reply
         if r is None or e.reply != r.id:
             return
@@ -246,15 +268,7 @@ class TurnController:
             self._failures = self._failures + 1 if e.failed else 0
         limit = self.plan.fallback_limit
         give_up = not ends and limit > 0 and self._failures >= limit
-        self._finish(
-            r,
-            e.text,
-            e.t,
-            interrupted=False,
-            actions=e.actions,
-            failed=e.failed,
-            listen=not (ends or give_up),
-        )
+        self._finish(r, e.text, e.t, e, listen=not (ends or give_up))
         if isinstance(tool, Transfer):
             self._transfer(tool)
         elif ends:  # the hangup tool, or a goodbye (time limit, silence)
@@ -274,22 +288,16 @@ class TurnController:
             self._close(self.plan.failure_goodbye)
 
     def _finish(
-        self,
-        r: _Reply,
-        heard: str,
-        t: float,
-        *,
-        interrupted: bool,
-        actions: tuple[Action, ...] = (),
-        failed: bool = False,
-        listen: bool = True,
+        self, r: Reply, heard: str, t: float, done: ev.ReplyDone | None = None, listen: bool = True
     ) -> None:
-        """Record what the caller heard of a reply: in the history and in its timing record."""
+        """Record what the caller heard of a reply (`done`: it ended by itself, else it was
+        cut off): in the history and in its timing record."""
+        interrupted, actions, failed = (False, done.actions, done.failed) if done else (True, (), False)
         if r.user_text:
             self.history.add_user(r.user_text)
         self.history.add_agent(heard)
         if r.playing:
-            self._last_agent = t
+            self._silence.last_agent = t
             self._emit(ev.SetTimer(ECHO_GATE, t + ECHO_TAIL_S))
         if self._reply is r:
             self._reply = None
@@ -297,7 +305,7 @@ class TurnController:
         if timing is not None:
             # The caller's silence counts from the end of the answer to them (a long answer
             # must not use up their time), but not from a reprompt.
-            self._last_caller = t
+            self._silence.last_caller = t
             timing.reply_text, timing.interrupted = heard, interrupted
             timing.action = ",".join(_name(a) for a in actions) or ("fallback" if failed else "")
             if not r.user_text and not failed and not actions:
@@ -339,30 +347,21 @@ class TurnController:
         if name == MAX_DURATION:
             log.info("time limit reached", seconds=self.plan.max_duration_s)
             self._close(self.plan.time_limit)
+        elif name == HELD and self._held is not None and self._voiced:
+            self._interrupt(self._held)  # still talking: more than a backchannel
         elif name == SILENCE and self._idle():
-            silence = self.plan.silence
-            hang_up_at = self._last_caller + silence.hangup_after_s
-            reprompt_at = max(self._last_caller, self._last_agent) + silence.reprompt_after_s
-            if t >= hang_up_at:
-                log.info("caller silent: hanging up", seconds=silence.hangup_after_s)
-                self._close(silence.goodbye)
-            elif t >= reprompt_at:
-                log.info("caller silent: reprompt")
-                self._say(silence.reprompt)
+            verdict = self._silence.verdict(t)
+            if verdict is not None:
+                log.info("caller silent", then=verdict)
+            if verdict == "hang up":
+                self._close(self.plan.silence.goodbye)
+            elif verdict == "reprompt":
+                self._say(self.plan.silence.reprompt)
             else:
-                self._emit(ev.SetTimer(SILENCE, min(hang_up_at, reprompt_at)))
+                self._arm_silence()
 
     def _arm_silence(self) -> None:
-        silence = self.plan.silence
-        self._emit(
-            ev.SetTimer(
-                SILENCE,
-                min(
-                    self._last_caller + silence.hangup_after_s,
-                    max(self._last_caller, self._last_agent) + silence.reprompt_after_s,
-                ),
-            )
-        )
+        self._emit(ev.SetTimer(SILENCE, self._silence.next_check()))
 
     def _close(self, line: str) -> None:
         self._say(line)

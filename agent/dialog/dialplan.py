@@ -33,7 +33,15 @@ class TurnParams(_Strict):
     # Start STT and the LLM after this much silence, speculatively; committed if the silence
     # holds to end_silence_ms, dropped if the caller goes on. 0 turns it off.
     speculative_ms: int = Field(200, ge=0, le=5000)
-    barge_in_min_ms: int = Field(120, ge=20, le=2000)  # caller speech that interrupts the agent
+    # While the caller talks, transcribe what was said so far and have the LLM read the prompt
+    # for it, every this much speech: at the end of the turn only the last words are new to
+    # the LLM. Uses CPU that is idle while the caller talks. 0 turns it off.
+    prefill_ms: int = Field(800, ge=0, le=10000)
+    barge_in_min_ms: int = Field(120, ge=20, le=2000)  # caller speech that pauses/stops the agent
+    # While the agent talks, caller speech pauses it; what Whisper hears decides: a backchannel
+    # ("uh-huh", "okay", a cough) resumes it where it paused, other words stop it. Speech
+    # longer than this stops it whatever it says. 0: every barge-in stops the agent at once.
+    backchannel_max_ms: int = Field(1000, ge=0, le=5000)
     # While the agent talks, caller audio quieter than the agent's level minus this margin is
     # its own echo, not speech.
     echo_margin_db: float = Field(12.0, ge=0, le=60)

@@ -134,6 +134,15 @@ class StartReply:
 
 
 @dataclass(frozen=True)
+class Prefill:
+    """The caller is still talking: transcribe `audio` (16 kHz, so far) and have the LLM read
+    the prompt for it, so that at the end of the turn only the last words are new. Best
+    effort: dropped if one is already running, never delays a reply."""
+
+    audio: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Say:
     """Speak a fixed line (greeting, reprompt, goodbye, transfer lines)."""
 
@@ -160,6 +169,13 @@ class Flush:
 
     reply: int
     barge_in: bool = False  # the caller interrupted (counted and logged as a barge-in)
+
+
+@dataclass(frozen=True)
+class HoldOutput:
+    """Pause the agent's audio where it is (True) or resume it (False); a Flush also ends it."""
+
+    on: bool
 
 
 @dataclass(frozen=True)
@@ -203,10 +219,12 @@ class RecordTurn:
 
 Command = (
     StartReply
+    | Prefill
     | Say
     | Commit
     | Cancel
     | Flush
+    | HoldOutput
     | SetEchoGate
     | Notify
     | SetTimer

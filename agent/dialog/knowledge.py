@@ -140,4 +140,5 @@ def vocabulary(plan: Dialplan, limit_words: int = 60) -> str:
         if count > limit_words:
             break
         picked.append(name)
-    return ", ".join(p for p in (given, *picked) if p) + "."
+    words = ", ".join(p for p in (given, *picked) if p)
+    return f"{words}." if words else ""

@@ -14,18 +14,21 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 import structlog
 
 from agent.dialog import events as ev
-from agent.dialog.controller import State, TurnController
+from agent.dialog.controller import TurnController
 from agent.dialog.dialplan import Dialplan
 from agent.dialog.history import History
 from agent.dialog.prompt import Prompt, system_prompt
+from agent.dialog.replies import State
 from agent.dialog.reply import Reply
 from agent.dialog.services import Services
 from agent.dialog.timing import TurnTiming
 from agent.dialog.tools import Transfer
 from agent.dialog.turns import TurnDetector
+from agent.engines.base import EngineError
 from agent.engines.tts import SpeechChunk
 from agent.metrics import TURN_INTERVALS, Metrics
 from agent.telephony.call import CallLeg
@@ -67,6 +70,7 @@ class CallSession:
         self._acks: list[SpeechChunk] = []  # acknowledgements, synthesised once per call
         self._acks_used = 0
         self._fallback: SpeechChunk | None = None  # the fallback line, ready before it is needed
+        self._prefill: asyncio.Future[None] | None = None  # preparing the reply while the caller talks
         self._started = time.monotonic()
 
     # what tests and the server read
@@ -108,7 +112,7 @@ class CallSession:
         finally:
             if not self.controller.ended:
                 self.post(ev.CallerLeft(time.monotonic()))
-            for task in background:
+            for task in (*background, *([self._prefill] if self._prefill else [])):
                 task.cancel()
             for handle in self._timers.values():
                 handle.cancel()
@@ -141,7 +145,12 @@ class CallSession:
     # --- commands ------------------------------------------------------------------------------
     def _carry_out(self, c: ev.Command) -> None:
         match c:
+            case ev.Prefill(audio=audio):
+                if self._prefill is None or self._prefill.done():  # else it would only queue
+                    self._prefill = asyncio.ensure_future(self._prepare(audio))
             case ev.StartReply():
+                if self._prefill is not None:  # the reply's own STT must not wait behind it
+                    self._prefill.cancel()
                 with structlog.contextvars.bound_contextvars(turn=c.turn):  # its tasks log `turn`
                     self._replies[c.reply] = self._answer(c)
             case ev.Say():
@@ -156,6 +165,8 @@ class CallSession:
                     reply.cancel()
             case ev.Flush():
                 self._flush(c)
+            case ev.HoldOutput(on=on):
+                self.leg.hold(on)
             case ev.SetEchoGate(db=db):
                 self.detector.set_echo_gate(db)
             case ev.Notify(event=event):
@@ -178,6 +189,16 @@ class CallSession:
             c.reply, self.services, self.plan, self.prompt, self.leg, self.post,
             audio=c.audio, committed=c.committed, ack=ack, fallback=self._fallback,
         )  # fmt: skip
+
+    async def _prepare(self, audio: np.ndarray) -> None:
+        """Transcribe the caller's words so far and have the LLM read the prompt for them:
+        the reply's prompt will share all of it but the last words (llama.cpp reuses it)."""
+        try:
+            heard = await self.services.transcribe(audio, self.prompt.stt_prompt, self.plan.stt.hotwords)
+            if heard.text:
+                await self.services.prime(self.prompt.for_turn(heard.text))
+        except EngineError as exc:  # best effort: the reply does the work again anyway
+            log.debug("prefill failed", error=str(exc))
 
     def _flush(self, c: ev.Flush) -> None:
         dropped = self.leg.flush()

@@ -34,6 +34,14 @@ class SpeechSustained:
 
 
 @dataclass(frozen=True)
+class SpeechProgress:
+    """Another `prefill_ms` of the caller's speech: the audio so far, to prepare the reply."""
+
+    t: float
+    audio: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
 class SpeechPaused:
     """Silence reached `speculative_ms`: the audio so far may be the whole turn."""
 
@@ -53,7 +61,7 @@ class TurnEnded:
     audio: np.ndarray = field(repr=False)  # the utterance, 16 kHz int16, with pre-roll
 
 
-SpeechEvent = SpeechStarted | SpeechSustained | SpeechPaused | SpeechResumed | TurnEnded
+SpeechEvent = SpeechStarted | SpeechSustained | SpeechProgress | SpeechPaused | SpeechResumed | TurnEnded
 
 
 class TurnDetector:
@@ -71,6 +79,7 @@ class TurnDetector:
         self._paused = False  # SpeechPaused sent for this silence
         self._sustained = False  # SpeechSustained sent for this voiced stretch
         self._onset = 0.0  # media time
+        self._progressed = 0  # SpeechProgress events sent for this turn
         self._gate_db: float | None = None
         self._offset = 0.0  # wall time - media time, for the events
         self.in_speech = False  # between SpeechStarted and TurnEnded
@@ -128,6 +137,7 @@ class TurnDetector:
         self._preroll.clear()
         self._voiced_run = self._unvoiced_in_onset = self._silence_run = 0
         self._paused = self._sustained = False
+        self._progressed = 0
         events: list[SpeechEvent] = [SpeechStarted(self._wall(self._onset))]
         return events + self._check_sustained()
 
@@ -147,6 +157,7 @@ class TurnDetector:
             self._silence_run = 0
             self._paused = False
             events += self._check_sustained()
+            events += self._check_progress()
         else:
             self._silence_run += 1
             self._sustained = False  # the next voiced stretch may interrupt again
@@ -163,6 +174,13 @@ class TurnDetector:
             self._paused = True
             events.append(SpeechPaused(self._wall(speech_end), self._utterance()))
         return events
+
+    def _check_progress(self) -> list[SpeechEvent]:
+        every = self._params.prefill_ms
+        if not every or (self.now - self._onset) * 1000 < every * (self._progressed + 1) - 1e-6:
+            return []
+        self._progressed += 1
+        return [SpeechProgress(self._wall(self.now), self._utterance())]
 
     def _utterance(self) -> np.ndarray:
         # Trailing silence beyond 200 ms only costs STT time.

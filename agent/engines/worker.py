@@ -48,10 +48,15 @@ class EngineWorker:
         self._spawn()
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None, **kwargs: Any) -> T:
-        """Run fn(*args, **kwargs) in the worker; EngineTimeout after timeout_s."""
+        """Run fn(*args, **kwargs) in the worker; EngineTimeout after timeout_s. Cancelling the
+        caller drops the job if it has not started (stale work never runs)."""
         job = self._submit(functools.partial(fn, *args, **kwargs))
         try:
             return cast(T, await asyncio.wait_for(asyncio.shield(job.future), timeout_s))
+        except asyncio.CancelledError:
+            if not job.started:
+                job.future.cancel()
+            raise
         except TimeoutError:
             if job.started and not job.future.done():
                 self.restart(f"a job ran past its {timeout_s:.1f} s deadline")

@@ -55,7 +55,13 @@ class CallLeg(Protocol):
         ...
 
     def flush(self) -> int:
-        """Drop all queued agent audio now (barge-in); returns the samples dropped."""
+        """Drop all queued agent audio now (barge-in), ending any hold; returns the samples
+        dropped."""
+        ...
+
+    def hold(self, on: bool) -> None:
+        """Pause the agent's audio where it is (the caller may only be saying "uh-huh"), or
+        resume it from there."""
         ...
 
     @property
@@ -114,6 +120,9 @@ class BridgedLeg:
 
     def flush(self) -> int:
         return self.bridge.flush()
+
+    def hold(self, on: bool) -> None:
+        self.bridge.hold(on)
 
     @property
     def samples_sent(self) -> int:

@@ -75,6 +75,7 @@ class FrameBridge:
         self._max_inbound = max_inbound_frames
         self._outbound: deque[tuple[bytes, tuple[Callable[[], None], ...], Context | None]] = deque()
         self._closed = False
+        self._held = False  # output paused: the clock sends silence, the queue waits
         self.inbound_dropped = 0  # frames lost because the consumer was too slow
         self.samples_sent = 0
         self.send_clock = IntervalStats()  # transport pulls (its media clock)
@@ -93,6 +94,8 @@ class FrameBridge:
     def pull_outbound(self) -> bytes | None:
         """The next agent frame for the wire, or None for silence (any thread)."""
         self.send_clock.tick()
+        if self._held:
+            return None
         try:
             frame, marks, context = self._outbound.popleft()
         except IndexError:
@@ -161,10 +164,15 @@ class FrameBridge:
         return len(pcm)
 
     def flush(self) -> int:
-        """Drop everything not yet sent; returns how many samples were dropped."""
+        """Drop everything not yet sent (and end a hold); returns the samples dropped."""
         dropped = self.samples_queued
         self._outbound.clear()
+        self._held = False
         return dropped
+
+    def hold(self, on: bool) -> None:
+        """Pause the output where it is (silence goes out, nothing is dropped), or go on."""
+        self._held = on
 
     @property
     def samples_queued(self) -> int:
