@@ -102,7 +102,7 @@ def test_chunker_cuts_early_strips_markdown_and_takes_tags():
     for piece in ["**Sure**", ", I can", " help.", " We close at 6pm", " today. Goodbye! [hang", "up]"]:
         out += c.feed(piece)
     out += c.finish()
-    assert out == ["Sure, I can help.", "We close at 6 P M today.", "Goodbye!"]
+    assert out == ["Sure,", "I can help.", "We close at 6 P M today.", "Goodbye!"]
     assert c.actions == [Hangup()]
 
 

@@ -1,6 +1,6 @@
 """Cut a streamed LLM reply into speakable chunks, as early as the text allows.
 
-The first chunk may end at a clause (a comma after a few words) so the agent starts talking
+The first chunk may end at a clause (the first comma, "Yes,") so the agent starts talking
 sooner; later chunks end at sentences, which sound more natural. Tool tags are taken out of
 the text and returned as actions.
 """
@@ -25,7 +25,9 @@ _BREAK_BEFORE = re.compile(
 @dataclass
 class Chunker:
     tools: Tools
-    first_clause_words: int = 2  # a first chunk ending at a comma needs at least this many words
+    # A first chunk may end at the first comma: "Yes," / "No, sorry," is heard while the rest
+    # is generated (the prompt asks for yes or no first).
+    first_clause_words: int = 1
     first_phrase_words: int = 4  # ... and one cut before "from", "and", ... at least this many
     long_clause_words: int = 18  # any chunk this long may end at a comma
     _buf: str = ""

@@ -63,9 +63,14 @@ def system_prompt(plan: Dialplan) -> str:
     return " ".join(p for p in (persona, rules, STYLE, tool_instructions(plan.tools)) if p)
 
 
-def examples() -> list[Message]:
+def examples(plan: Dialplan) -> list[Message]:
+    """The worked examples, with a transfer to the plan's first target when it has one."""
+    shots = list(_EXAMPLES)
+    if plan.tools.transfer is not None:
+        first = next(iter(plan.tools.transfer.targets))
+        shots.append((f"Facts:\n{NO_FACTS}\n\nCaller: can I talk to a person please", f"[transfer:{first}]"))
     out: list[Message] = []
-    for user, agent in _EXAMPLES:
+    for user, agent in shots:
         out += [Message(role="user", content=user), Message(role="assistant", content=agent)]
     return out
 
@@ -97,7 +102,7 @@ class Prompt:
         self.history = history
         self.knowledge = Knowledge.of(plan)
         self.stt_prompt = vocabulary(plan)  # Whisper's hints: the dialplan's words and names
-        self._examples = examples() if plan.knowledge else []
+        self._examples = examples(plan) if plan.knowledge else []
 
     def opening(self) -> list[Message]:
         """What every turn's prompt starts with (to warm the LLM's cache)."""
