@@ -8,7 +8,7 @@ CONFIG ?= config.yaml
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test check bench lint models models-large clean-venv
+.PHONY: setup run test check bench bench-deps lint models models-large clean-venv
 
 setup: $(VENV)/.apt $(VENV)/.deps $(VENV)/.models models
 
@@ -58,6 +58,12 @@ bench: setup
 	$(BIN)/python benchmarks/engines.py
 	$(BIN)/python benchmarks/turns.py
 	$(BIN)/python benchmarks/webrtc.py
+
+# What only the benchmarks need (the noise suppressors of benchmarks/noise.py).
+bench-deps: $(VENV)/.bench
+$(VENV)/.bench: requirements/bench.txt | $(BIN)/python
+	$(PIP) install --no-deps -r requirements/bench.txt
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check .

