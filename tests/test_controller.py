@@ -142,6 +142,17 @@ def test_prefill_while_the_caller_talks_only_when_nothing_else_is_in_flight():
     assert call(SpeechProgress(6.3, AUDIO)) == []
 
 
+def test_words_that_end_mid_phrase_make_the_turn_wait_longer():
+    call = Call()
+    call.greet()
+    call(SpeechStarted(2.0))
+    spec = call.reply_id(call(SpeechPaused(3.0, AUDIO)))
+    assert call(ev.Transcribed(spec, 3.4, "I'd like to book a table for")) == [ev.SetEndSilence(2000)]
+    call(SpeechResumed(3.9))
+    other = call.reply_id(call(SpeechPaused(4.5, AUDIO)))
+    assert call(ev.Transcribed(other, 4.9, "I'd like to book a table for two.")) == []
+
+
 def test_speculation_dropped_when_the_caller_goes_on_and_the_turn_keeps_its_number():
     call = Call()
     call.greet()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from agent.dialog.dialplan import TurnParams
+from agent.dialog.endofturn import sounds_unfinished
 from agent.dialog.playout import Playout
 from agent.dialog.turns import (
     SpeechPaused,
@@ -130,3 +131,32 @@ def test_heard_text_is_the_chunks_sent_plus_a_share_of_the_one_playing():
         await asyncio.wait_for(p.drained(), 1)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("words", "unfinished"),
+    [
+        ("I'd like to book an appointment for", True),
+        ("My number is", True),
+        ("Um, I was wondering if, um...", True),
+        ("so it's four one seven", False),
+        ("so it's 4 1 7", True),
+        ("My number is 4 1 7 9 2.", False),
+        ("What time do you open on Saturday?", False),
+        ("Thanks, that's all.", False),
+        ("", False),
+    ],
+)
+def test_words_that_end_mid_phrase_sound_unfinished(words, unfinished):
+    assert sounds_unfinished(words) is unfinished
+
+
+def test_a_caller_who_sounds_unfinished_gets_the_longer_silence_for_this_turn_only():
+    d = TurnDetector(ScriptedVAD("1" * 20 + "0" * 60 + "1" * 20 + "0" * 45), TurnParams())
+    events = []
+    for i in range(145):
+        if i == 30:  # the controller heard "... for" at the pause
+            d.set_end_silence(1500)
+        events += [(i + 1, type(e).__name__) for e in d.feed(LOUD)]
+    ends = [n for n, k in events if k == "TurnEnded"]
+    assert ends == [140]  # the 1.2 s pause did not end the turn; then 800 ms ended the next

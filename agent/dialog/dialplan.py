@@ -30,6 +30,9 @@ class TurnParams(_Strict):
     end_threshold: float = Field(0.35, gt=0, lt=1)  # below this, speech has paused (hysteresis)
     min_speech_ms: int = Field(100, ge=20, le=2000)  # shorter sounds never start a turn
     end_silence_ms: int = Field(800, ge=100, le=5000)  # silence that ends the caller's turn
+    # ... when Whisper's words so far end mid-phrase ("for", "and", "um", "..."): the caller is
+    # thinking. 0: no difference.
+    unfinished_silence_ms: int = Field(2000, ge=0, le=10000)
     # Start STT and the LLM after this much silence, speculatively; committed if the silence
     # holds to end_silence_ms, dropped if the caller goes on. 0 turns it off.
     speculative_ms: int = Field(200, ge=0, le=5000)
@@ -54,6 +57,8 @@ class TurnParams(_Strict):
             raise ValueError("end_threshold must not be above start_threshold")
         if self.speculative_ms >= self.end_silence_ms:
             raise ValueError("speculative_ms must be below end_silence_ms (or 0 to turn it off)")
+        if 0 < self.unfinished_silence_ms < self.end_silence_ms:
+            raise ValueError("unfinished_silence_ms must not be below end_silence_ms (or 0 to turn it off)")
         return self
 
 

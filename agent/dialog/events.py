@@ -179,6 +179,13 @@ class HoldOutput:
 
 
 @dataclass(frozen=True)
+class SetEndSilence:
+    """The silence that ends the caller's turn in progress (they sound unfinished)."""
+
+    ms: int
+
+
+@dataclass(frozen=True)
 class SetEchoGate:
     """Caller audio below `db` (dBFS) is not speech; None lifts the gate."""
 
@@ -225,6 +232,7 @@ Command = (
     | Cancel
     | Flush
     | HoldOutput
+    | SetEndSilence
     | SetEchoGate
     | Notify
     | SetTimer

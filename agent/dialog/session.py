@@ -167,6 +167,8 @@ class CallSession:
                 self._flush(c)
             case ev.HoldOutput(on=on):
                 self.leg.hold(on)
+            case ev.SetEndSilence(ms=ms):
+                self.detector.set_end_silence(ms)
             case ev.SetEchoGate(db=db):
                 self.detector.set_echo_gate(db)
             case ev.Notify(event=event):

@@ -81,6 +81,7 @@ class TurnDetector:
         self._onset = 0.0  # media time
         self._progressed = 0  # SpeechProgress events sent for this turn
         self._gate_db: float | None = None
+        self._end_silence_ms = params.end_silence_ms  # this turn's (set_end_silence)
         self._offset = 0.0  # wall time - media time, for the events
         self.in_speech = False  # between SpeechStarted and TurnEnded
         self.vad_errors = 0  # frames the VAD failed on (counted as silence)
@@ -94,6 +95,11 @@ class TurnDetector:
         """Frames quieter than `db` dBFS count as silence whatever the VAD says (the agent's
         own voice coming back while it talks); None turns the gate off."""
         self._gate_db = db
+
+    def set_end_silence(self, ms: int) -> None:
+        """The silence that ends the current pause's turn (the caller sounds unfinished: wait
+        longer); back to the dialplan's `end_silence_ms` when they go on or the turn ends."""
+        self._end_silence_ms = ms
 
     def feed(self, frame: np.ndarray, t: float | None = None) -> list[SpeechEvent]:
         """One 20 ms frame that ended at wall time `t` (default: the media clock)."""
@@ -154,6 +160,7 @@ class TurnDetector:
         if is_voiced:
             if self._paused:
                 events.append(SpeechResumed(self._wall(self.now)))
+                self._end_silence_ms = p.end_silence_ms  # a longer wait was for that pause only
             self._silence_run = 0
             self._paused = False
             events += self._check_sustained()
@@ -164,8 +171,9 @@ class TurnDetector:
         silence_ms = self._silence_run * FRAME_MS
         speech_end = self.now - silence_ms / 1000
         too_long = self.now - self._onset >= p.max_utterance_s
-        if silence_ms >= p.end_silence_ms or too_long:
+        if silence_ms >= self._end_silence_ms or too_long:
             events.append(TurnEnded(self._wall(self.now), self._wall(speech_end), self._utterance()))
+            self._end_silence_ms = p.end_silence_ms
             self.in_speech = False
             self._audio = []
             self._silence_run = 0
