@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.dialog.dialplan import load_dialplan
+from agent.dialog.dialplan import Dialplan, load_dialplan
 from agent.dialog.history import History
 from agent.dialog.knowledge import terms, vocabulary
 from agent.dialog.prompt import NO_FACTS, Prompt, spoken_digits, system_prompt
@@ -74,7 +74,7 @@ def test_each_turn_carries_its_facts_next_to_the_callers_words_after_a_fixed_pre
 
 
 def test_dialplans_without_knowledge_keep_their_prompt_as_it_was():
-    plan = load_dialplan(ROOT / "dialplans/default.yaml")
+    plan = Dialplan.model_validate({"default": True, "system_prompt": "You run a bike shop, open 9 to 5."})
     p = Prompt(plan, History(system_prompt(plan), 1000))
     assert p.grounded("Are you open on Sunday?") == "Are you open on Sunday?"
     assert len(p.opening()) == 1

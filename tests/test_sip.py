@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,11 @@ def test_hold_and_resume_reinvites_keep_the_call(agent, tmp_path):
     assert wait_until(lambda: agent.limiter.active == 0), "the call slot must be freed"
 
 
-def serve(tmp_path: Path, yaml: str, cluster: bool = False) -> tuple[subprocess.Popen[str], list[dict]]:
-    """Start `voice-agent serve` with a config; return it once it (or its front) logged "ready"."""
+def serve(
+    tmp_path: Path, yaml: str, cluster: bool = False, stderr_to: Path | None = None
+) -> tuple[subprocess.Popen[str], list[dict]]:
+    """Start `voice-agent serve` with a config; return it once it (or its front) logged "ready".
+    Its log is read only until then, unless `stderr_to` names a file that keeps all of it."""
     cfg = tmp_path / "c.yaml"
     if "http:" not in yaml:
         yaml += "http:\n  port: 0\n"  # any free port: tests never take 8080
@@ -113,17 +117,17 @@ def serve(tmp_path: Path, yaml: str, cluster: bool = False) -> tuple[subprocess.
         yaml += f"dialplans:\n  dir: {plans}\n"
     cfg.write_text(yaml)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "serve", "--config", str(cfg), "--log-format", "json"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.stderr is not None
+    cmd = [sys.executable, "-m", "agent.cli", "serve", "--config", str(cfg), "--log-format", "json"]
+    if stderr_to is not None:  # the log goes to a file; `tail -f` it until ready
+        proc = subprocess.Popen(cmd, stderr=stderr_to.open("w"), text=True, env=env, stdin=subprocess.DEVNULL)
+        lines: Iterator[str] = _follow(stderr_to, proc)
+    else:
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
+        assert proc.stderr is not None
+        lines = proc.stderr
     events: list[dict] = []
     try:
-        for line in proc.stderr:
+        for line in lines:
             try:
                 events.append(json.loads(line))
             except ValueError:  # pjlib's own start-up lines are not JSON
@@ -137,6 +141,19 @@ def serve(tmp_path: Path, yaml: str, cluster: bool = False) -> tuple[subprocess.
         proc.communicate(timeout=60)
         raise
     return proc, events
+
+
+def _follow(path: Path, proc: subprocess.Popen[str]) -> Iterator[str]:
+    """The lines of a growing log file until its process exits."""
+    with path.open() as f:
+        while True:
+            line = f.readline()
+            if line:
+                yield line
+            elif proc.poll() is not None:
+                return
+            else:
+                time.sleep(0.05)
 
 
 @pytest.mark.models

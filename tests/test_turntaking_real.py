@@ -1,0 +1,116 @@
+"""Turn-taking through real calls: callsim (its own SIP UA, RTP and voices) against
+`voice-agent serve` with the real models and the example bike-shop dialplan.
+
+- "uh-huh" while the agent talks pauses it, and it finishes what it was saying;
+- a real interruption stops it at once, and the new question is answered;
+- a caller who stops mid-sentence for a second ("...for") is not cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from callsim.runner import Meters, run_one
+from callsim.scenario import load_scenario
+from tests.peers import LOCAL, free_port
+from tests.test_sip import serve
+
+pytestmark = [pytest.mark.models, pytest.mark.sip]
+ROOT = Path(__file__).resolve().parent.parent
+# A long opening line is the one agent speech whose words and length are known in advance.
+LONG_GREETING = (
+    "Hello, thanks for calling Northside Bike Repair. We are open Monday to Friday from nine to six, "
+    "and on Saturday from ten to four. How can I help you today?"
+)
+
+
+@pytest.fixture(scope="module")
+def meters(silero, stt):
+    return Meters(silero, stt)
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("agent")
+    plans = tmp / "dialplans"
+    plans.mkdir()
+    plan = yaml.safe_load((ROOT / "dialplans/examples/bikeshop.yaml").read_text())
+    plan["greeting"] = LONG_GREETING
+    (plans / "bikeshop.yaml").write_text(yaml.safe_dump(plan))
+    port = free_port()
+    log = tmp / "agent.log"
+    proc, _ = serve(
+        tmp, f"sip:\n  host: {LOCAL}\n  port: {port}\ndialplans:\n  dir: {plans}\n", stderr_to=log
+    )
+    yield f"sip:bikeshop@{LOCAL}:{port}", log
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+
+
+def call(tmp_path: Path, meters: Meters, target: str, text: str) -> dict:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    result, _ = asyncio.run(run_one(load_scenario(path), target, tmp_path / "out", meters))
+    assert not result["error"], result["error"]
+    return result
+
+
+def agent_events(log: Path, since: int) -> list[dict]:
+    out = []
+    for line in log.read_text().splitlines()[since:]:
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
+
+
+def test_uh_huh_while_the_agent_talks_does_not_stop_it(tmp_path, meters, agent):
+    target, log = agent
+    seen = len(log.read_text().splitlines())
+    result = call(tmp_path, meters, target, (
+        "name: backchannel\ntiming: {quiet_s: 3.0, linger_s: 0.5}\nturns:\n"
+        "  - {say: 'uh huh', wait: agent_speaking, delay_s: 2.5}\n"
+    ))  # fmt: skip
+    greeting = result["greeting"]["transcript"].lower() + " " + result["turns"][0]["transcript"].lower()
+    assert "help you today" in greeting, greeting  # the last words of the line were said
+    said = [e["event"] for e in agent_events(log, seen)]
+    assert "caller talks over the agent: paused" in said and "backchannel: the agent goes on" in said, said
+    assert "barge-in" not in said, said
+
+
+def test_a_real_interruption_stops_the_agent_and_is_answered(tmp_path, meters, agent):
+    target, _log = agent
+    result = call(tmp_path, meters, target, (
+        "name: interruption\ntiming: {quiet_s: 2.0, linger_s: 1.0}\nturns:\n"
+        "  - say: 'Sorry, how much is a tune-up?'\n    wait: agent_speaking\n    delay_s: 1.5\n"
+        "    expect: {stops: true, max_stop_ms: 400, any_of: ['45', 'forty five', 'forty-five']}\n"
+    ))  # fmt: skip
+    turn = result["turns"][0]
+    assert turn["agent_stopped"] and turn["barge_in_stop_ms"] < 400, turn
+    assert "help you today" not in result["greeting"]["transcript"].lower()
+    assert result["passed"], result["checks"]
+
+
+def test_a_caller_who_stops_mid_sentence_for_a_second_is_not_cut_off(tmp_path, meters, agent):
+    target, log = agent
+    seen = len(log.read_text().splitlines())
+    result = call(tmp_path, meters, target, (
+        "name: thinking\ntiming: {quiet_s: 2.0, linger_s: 1.0}\nturns:\n"
+        "  - {say: 'How much do you charge for', wait: agent_done}\n"
+        "  - {say: 'fixing a flat tire?', wait: none, delay_s: 1.0}\n"
+    ))  # fmt: skip
+    first, second = result["turns"]
+    assert first["voice_to_voice_ms"] is None or first["voice_to_voice_ms"] > 1000, (
+        first
+    )  # no reply in the gap
+    records = [e for e in agent_events(log, seen) if e["event"] == "turn record"]
+    assert len(records) == 1, records
+    heard = records[0]["user_text"].lower()
+    assert "charge" in heard and "flat" in heard, heard
+    assert second["voice_to_voice_ms"] is not None
