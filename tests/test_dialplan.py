@@ -124,3 +124,10 @@ def test_history_keeps_the_system_prompt_and_drops_the_oldest_turns():
     assert msgs[0] == {"role": "system", "content": "system"}
     assert msgs[1]["role"] == "user" and "9" in msgs[-1]["content"] and h.dropped > 0
     assert sum(len(m["content"]) // 4 + 1 for m in msgs[1:]) <= 30
+
+
+def test_numbers_are_read_digit_by_digit_amounts_and_years_are_not():
+    assert speakable("Your number is 085614.") == "Your number is 0 8 5 6 1 4."
+    assert speakable("Call 555-0199.") == "Call 5 5 5, 0 1 9 9."
+    assert speakable("Order 41792 is ready") == "Order 4 1 7 9 2 is ready"
+    assert speakable("Since 2009, a tune-up is $45.") == "Since 2009, a tune-up is 45 dollars."

@@ -89,3 +89,8 @@ def test_whispers_prompt_names_the_people_brands_and_places_of_the_facts():
         assert name in words
     for not_a_name in ("Saturday,", "The ", "Parking"):
         assert not_a_name not in words.removeprefix(plan.stt.prompt.rstrip("."))
+
+
+def test_the_agent_knows_who_it_is_from_its_persona():
+    picked = prompt_for("bikeshop").knowledge.pick("Sorry, who am I speaking with?")
+    assert picked[0].topic == "who you are" and "Sam" in picked[0].fact

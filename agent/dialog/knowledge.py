@@ -66,6 +66,14 @@ def terms(text: str) -> set[str]:
     return out
 
 
+_PERSONA_ASKS = ("who am I speaking with", "what's your name", "who is this", "are you a person or a robot")
+
+
+def _first_sentence(text: str) -> str:
+    m = re.match(r"\s*(.+?[.!?])(\s|$)", text, re.S)
+    return " ".join((m.group(1) if m else text).split())
+
+
 @dataclass(frozen=True)
 class Knowledge:
     """A dialplan's facts, indexed for `pick`."""
@@ -77,6 +85,8 @@ class Knowledge:
     @classmethod
     def of(cls, plan: Dialplan) -> Knowledge:
         entries = tuple(plan.knowledge)
+        if entries and (persona := _first_sentence(plan.system_prompt)):  # "who am I talking to?"
+            entries += (KnowledgeEntry(topic="who you are", fact=persona, asks=list(_PERSONA_ASKS)),)
         index = tuple(frozenset(terms(" ".join([e.topic, e.fact, *e.asks]))) for e in entries)
         df = Counter(t for ts in index for t in ts)
         n = len(entries)

@@ -27,6 +27,9 @@ _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "#": " nu
 _SLASH = re.compile(r"(?<=[A-Za-z])/(?=[A-Za-z])")
 _EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f]")
 _SPACES = re.compile(r"[ \t]+")
+# A phone number, order number, ...: five digits or more (or a leading 0), with or without
+# dashes, is read digit by digit ("zero eight five, six one four"), never as an amount.
+_DIGIT_STRING = re.compile(r"(?<![\d.,$€£])(?:0\d{3,}|\d{5,}|\d{3}-\d{3,4}(?:-\d{3,4})?)(?![\d.,]\d)")
 
 
 def _money(m: re.Match[str]) -> str:
@@ -44,6 +47,10 @@ def _time(m: re.Match[str]) -> str:
     return f"{spoken} {'A M' if ap == 'a' else 'P M'}"
 
 
+def _digits(m: re.Match[str]) -> str:
+    return ", ".join(" ".join(group) for group in m.group().split("-"))
+
+
 def speakable(text: str) -> str:
     """Text as it should be spoken on the phone."""
     for pattern, repl in _MARKDOWN:
@@ -51,6 +58,7 @@ def speakable(text: str) -> str:
     text = _BRACKETS.sub(" ", text)
     text = _URL.sub("our website", text)
     text = _EMAIL.sub(lambda m: f"{m.group(1)} at {m.group(2)} dot {m.group(3)}", text)
+    text = _DIGIT_STRING.sub(_digits, text)
     text = _MONEY.sub(_money, text)
     text = _PERCENT.sub(r"\1 percent", text)
     text = _TIME.sub(_time, text)
