@@ -21,7 +21,7 @@ from agent.dialog import events as ev
 from agent.dialog import turns as sp
 from agent.dialog.backchannel import is_backchannel
 from agent.dialog.dialplan import Dialplan
-from agent.dialog.endofturn import sounds_unfinished
+from agent.dialog.endofturn import silence_after
 from agent.dialog.history import History
 from agent.dialog.replies import ECHO_GATE, ECHO_TAIL_S, HELD, MAX_DURATION, SILENCE, Reply, State
 from agent.dialog.silence import SilenceWatch
@@ -238,8 +238,8 @@ class TurnController:
                     t.stt_done, t.user_text = e.t, text
                 if self._held is not None:
                     self._decide_held(text)
-                elif not r.committed and sounds_unfinished(text) and self.plan.turn.unfinished_silence_ms:
-                    self._emit(ev.SetEndSilence(self.plan.turn.unfinished_silence_ms))  # thinking
+                elif not r.committed and text and (ms := silence_after(text, self.plan.turn)):
+                    self._emit(ev.SetEndSilence(ms))  # at a pause: do the words sound finished?
                 elif r.committed and text:
                     self._caption("caller", text)
             case ev.FirstToken() if t is not None and t.llm_first_token is None:

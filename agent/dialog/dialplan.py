@@ -33,6 +33,9 @@ class TurnParams(_Strict):
     # ... when Whisper's words so far end mid-phrase ("for", "and", "um", "..."): the caller is
     # thinking. 0: no difference.
     unfinished_silence_ms: int = Field(2000, ge=0, le=10000)
+    # ... when they sound finished (any other words): the answer need not wait the full
+    # end_silence_ms. 0: no difference.
+    finished_silence_ms: int = Field(500, ge=0, le=5000)
     # Start STT and the LLM after this much silence, speculatively; committed if the silence
     # holds to end_silence_ms, dropped if the caller goes on. 0 turns it off.
     speculative_ms: int = Field(200, ge=0, le=5000)
@@ -57,6 +60,11 @@ class TurnParams(_Strict):
             raise ValueError("end_threshold must not be above start_threshold")
         if self.speculative_ms >= self.end_silence_ms:
             raise ValueError("speculative_ms must be below end_silence_ms (or 0 to turn it off)")
+        if (
+            self.finished_silence_ms
+            and not self.speculative_ms < self.finished_silence_ms <= self.end_silence_ms
+        ):
+            raise ValueError("finished_silence_ms must be between speculative_ms and end_silence_ms (or 0)")
         if 0 < self.unfinished_silence_ms < self.end_silence_ms:
             raise ValueError("unfinished_silence_ms must not be below end_silence_ms (or 0 to turn it off)")
         return self

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from agent.dialog.dialplan import TurnParams
+
 _LAST_WORD = re.compile(r"([a-z']+|\d+)\W*$")
 _OPEN = (
     "a an the to for of in on at with and but or so because my your our their is are was be um uh "
@@ -34,3 +36,10 @@ def sounds_unfinished(text: str) -> bool:
     if last.isdigit():  # a number said so far: more digits may follow after a breath
         return not t.endswith((".", "?", "!"))
     return last in _OPEN_ENDINGS
+
+
+def silence_after(words: str, params: TurnParams) -> int:
+    """The silence (ms) that should end a turn whose words so far are `words`: longer when they
+    end mid-phrase ("...for": the caller is thinking), shorter when they sound finished; 0 for
+    the dialplan's `end_silence_ms`."""
+    return params.unfinished_silence_ms if sounds_unfinished(words) else params.finished_silence_ms
