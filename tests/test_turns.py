@@ -51,13 +51,14 @@ def run(pattern: str, frames: list[np.ndarray] | None = None, **params: int) -> 
     return out
 
 
-def test_progress_every_prefill_ms_of_speech_with_the_audio_so_far_and_never_in_a_pause():
-    # 50 voiced frames (1 s), 15 silent (300 ms: a pause), 40 voiced, then the end
-    events = run("1" * 50 + "0" * 15 + "1" * 40 + "0" * 45, prefill_ms=400, speculative_ms=200)
+def test_progress_once_a_turn_after_prefill_ms_of_speech_with_the_audio_so_far():
+    # 10 voiced frames, 15 silent (a pause), 40 voiced, then the end; then a second turn
+    pattern = "1" * 10 + "0" * 15 + "1" * 40 + "0" * 45 + "1" * 40 + "0" * 45
+    events = run(pattern, prefill_ms=400, speculative_ms=200)
     progress = [(n, e) for n, e in events if isinstance(e, SpeechProgress)]
-    # onset at frame 1 (pre-roll); every 400 ms of the turn, counted from the onset, while voiced
-    assert [n for n, _ in progress] == [20, 40, 66, 80, 100]
-    assert [len(e.audio) // 320 for _, e in progress] == [20, 40, 66, 80, 100]
+    # onset at frame 1 (pre-roll); 400 ms into the turn falls in the pause: the next voiced frame
+    assert [n for n, _ in progress] == [26, 130]
+    assert [len(e.audio) // 320 for _, e in progress] == [26, 25]  # 15 frames of pre-roll
     assert not any(isinstance(e, SpeechProgress) for _, e in run("1" * 100 + "0" * 45, prefill_ms=0))
 
 

@@ -39,9 +39,9 @@ class TurnParams(_Strict):
     # Start STT and the LLM after this much silence, speculatively; committed if the silence
     # holds to end_silence_ms, dropped if the caller goes on. 0 turns it off.
     speculative_ms: int = Field(200, ge=0, le=5000)
-    # While the caller talks, transcribe what was said so far and have the LLM read the prompt
-    # for it, every this much speech: at the end of the turn only the last words are new to
-    # the LLM. Uses CPU that is idle while the caller talks. 0 turns it off.
+    # After this much of the caller's speech (once a turn), transcribe what was said so far and
+    # have the LLM read the prompt for it: at the end of the turn only the last words are new
+    # to the LLM. Uses CPU that is idle while the caller talks. 0 turns it off.
     prefill_ms: int = Field(800, ge=0, le=10000)
     barge_in_min_ms: int = Field(120, ge=20, le=2000)  # caller speech that pauses/stops the agent
     # While the agent talks, caller speech pauses it; what Whisper hears decides: a backchannel

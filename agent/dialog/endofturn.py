@@ -13,10 +13,10 @@ import re
 from agent.dialog.dialplan import TurnParams
 
 _LAST_WORD = re.compile(r"([a-z']+|\d+)\W*$")
+# Words a sentence does not end with (not "this", "that", "what": "can I have that?").
 _OPEN = (
     "a an the to for of in on at with and but or so because my your our their is are was be um uh "
-    "er like about from than if that this these those by into as when which who what where it's "
-    "i'm i'd i'll we're you're there's number"
+    "er like about from than if by into as i'm i'd i'll we're you're there's number"
 )
 _OPEN_ENDINGS = frozenset(_OPEN.split())
 

@@ -33,7 +33,7 @@ _EXAMPLES: tuple[tuple[str, str], ...] = (
     (
         "Facts:\n- Open Tuesday to Saturday from 10 AM to 7 PM. Closed on Sunday and Monday.\n\n"
         "Caller: are you open on monday",
-        "No, sorry, we're closed on Mondays. We're open Tuesday to Saturday from 10 AM to 7 PM.",
+        "No, sorry, we're closed on Mondays.",
     ),
     ("Facts:\n- A haircut costs 30 dollars. Coloring costs 80 dollars.\n\nCaller: how much is a haircut",
      "A haircut is 30 dollars."),

@@ -35,7 +35,7 @@ class SpeechSustained:
 
 @dataclass(frozen=True)
 class SpeechProgress:
-    """Another `prefill_ms` of the caller's speech: the audio so far, to prepare the reply."""
+    """The caller has talked `prefill_ms` (once a turn): the audio so far, to prepare the reply."""
 
     t: float
     audio: np.ndarray = field(repr=False)
@@ -184,8 +184,10 @@ class TurnDetector:
         return events
 
     def _check_progress(self) -> list[SpeechEvent]:
-        every = self._params.prefill_ms
-        if not every or (self.now - self._onset) * 1000 < every * (self._progressed + 1) - 1e-6:
+        # Once a turn: a later prefill would still be transcribing when the caller stops, and
+        # the reply's own STT would wait behind it.
+        at = self._params.prefill_ms
+        if not at or self._progressed or (self.now - self._onset) * 1000 < at - 1e-6:
             return []
         self._progressed += 1
         return [SpeechProgress(self._wall(self.now), self._utterance())]
