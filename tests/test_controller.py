@@ -224,6 +224,21 @@ def test_words_over_the_paused_agent_stop_it_and_are_the_next_turn():
     assert ev.Commit(spec) in call(TurnEnded(6.3, 5.5, AUDIO))
 
 
+def test_a_reply_that_had_all_gone_out_when_paused_ends_and_the_callers_words_are_a_turn():
+    call = Call()
+    call.greet()
+    rid = call.turn(2.0, 3.0)
+    call.answer(rid, 4.0, text="Nine.")
+    call(SpeechStarted(4.88))
+    call(SpeechSustained(5.0, onset=4.88))
+    spec = call.reply_id(call(SpeechPaused(5.3, AUDIO)))
+    out = call(ev.ReplyDone(rid, 5.35, "Nine."))
+    assert out[0] == ev.HoldOutput(False) and not call.only(ev.RecordTurn, out)[0].timing.interrupted
+    assert ev.Cancel(spec) not in out
+    assert call(ev.Transcribed(spec, 5.6, "And on Sunday?")) == [ev.SetEndSilence(500)]
+    assert ev.Commit(spec) in call(TurnEnded(5.8, 5.3, AUDIO))
+
+
 def test_talking_on_over_the_paused_agent_stops_it():
     call = Call(turn={"backchannel_max_ms": 800})
     call.greet()

@@ -14,6 +14,8 @@ time limits in `_on_timer`.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import structlog
 
@@ -42,7 +44,7 @@ class TurnController:
         self.transfers: list[Transfer] = []
         self._reply: Reply | None = None
         self._stopping: dict[int, Reply] = {}  # flushed, waiting for PlaybackStopped
-        self._next_id = 0
+        self._ids = itertools.count(1)  # reply ids
         self._turn_start: float | None = None  # onset of the caller's turn in progress
         self._turn_index: int | None = None  # its number, once a reply was started for it
         self._turns_started = 0
@@ -201,7 +203,7 @@ class TurnController:
             self._turn_index = self._turns_started
             self._turns_started += 1
         timing.index = self._turn_index
-        r = self._reply = Reply(self._new_id(), timing, committed)
+        r = self._reply = Reply(next(self._ids), timing, committed)
         self._emit(ev.StartReply(r.id, timing.index, audio, committed))
         return r
 
@@ -211,7 +213,7 @@ class TurnController:
             if r is not None:
                 self._stop(r)
         self._held = None
-        self._reply = Reply(self._new_id(), None, committed=True)
+        self._reply = Reply(next(self._ids), None, committed=True)
         self._emit(ev.Say(self._reply.id, text, actions))
         if self.state is State.LISTENING:
             self._set(State.SPEAKING)
@@ -260,8 +262,11 @@ class TurnController:
 
     def _on_reply_done(self, e: ev.ReplyDone) -> None:
         if self._held is not None and e.reply == self._held.id:  # it had all gone out already
-            self._reply, self._held = self._held, None
             self._emit(ev.HoldOutput(False))
+            if self._reply is not None:  # the caller's words over it are a turn of their own
+                held, self._held = self._held, None
+                return self._finish(held, e.text, e.t, e, listen=False)
+            self._reply, self._held = self._held, None
         r = self._reply
         if r is None or e.reply != r.id:
             return
@@ -377,10 +382,6 @@ class TurnController:
     def _blocked(self) -> bool:
         """Caller speech changes nothing while saying goodbye or transferring."""
         return self._closing or self.state in (State.TRANSFERRING, State.ENDED)
-
-    def _new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
 
     def _caption(self, who: str, text: str) -> None:
         self._emit(ev.Notify({"type": "caption", "who": who, "text": text}))
