@@ -1,6 +1,12 @@
-"""Smart Turn v3.2 end-of-turn accuracy, at 16 kHz and through the telephone (8 kHz µ-law).
+"""End-of-turn accuracy of Smart Turn v3.2 and of the agent's words rule (Whisper + endofturn),
+at 16 kHz and through the telephone (8 kHz µ-law), on complete and incomplete utterances.
 
-    .venv/bin/python benchmarks/endturn.py [--out FILE]
+    .venv/bin/python benchmarks/endturn.py [--method smartturn|words|both] [--limit N] [--out FILE]
+
+Two classifiers of the same samples. "smartturn": Pipecat's Smart Turn v3.2 on the audio.
+"words": what the agent does at a pause: Whisper tiny.en (the agent's STT, faster-whisper int8,
+one thread here, no vocabulary prompt) transcribes the audio so far and the turn is complete
+unless `agent.dialog.endofturn.sounds_unfinished` says the words end mid-phrase.
 
 Complete turns: each utterance of ../shared/speech/utterances (see its LICENSES.md) up to its
 last word, and 30 espeak-ng sentences a caller might say to the bike shop. Incomplete turns:
@@ -11,7 +17,10 @@ espeak-ng fragments of the sentences ("What time do you open on"). Every sample 
 it ends (0 ms) and with 200 ms of silence after it (what a VAD that waits 200 ms hands over,
 as Pipecat does). Telephone: resampled to 8 kHz, µ-law coded and decoded, given to the model
 at 8 kHz (it resamples to 16 kHz). Also single spoken digits (FSDD), which are complete
-answers on the phone. One onnxruntime thread; threshold 0.5. JSON to --out.
+answers on the phone. One onnxruntime thread; threshold 0.5. The words rule ignores trailing
+silence (each sample is transcribed once per band; at 8 kHz the decoded µ-law resampled to
+16 kHz, as the agent hears a call); its transcripts are kept per sample. --limit N keeps the
+first N samples of each set (corpus, espeak, digits) for a quick check. JSON to --out.
 """
 
 from __future__ import annotations
@@ -37,7 +46,10 @@ from agent.audio.frames import split_frames  # noqa: E402
 from agent.audio.g711 import ulaw_decode, ulaw_encode  # noqa: E402
 from agent.audio.resample import resample  # noqa: E402
 from agent.audio.wav import read_wav  # noqa: E402
+from agent.config import Config, STTConfig  # noqa: E402
+from agent.dialog.endofturn import sounds_unfinished  # noqa: E402
 from agent.engines.endturn import SmartTurn  # noqa: E402
+from agent.engines.factory import load_stt  # noqa: E402
 from agent.engines.models import resolve  # noqa: E402
 from agent.engines.vad import SileroVAD  # noqa: E402
 from callsim.voice import espeak, speech_bounds  # noqa: E402
@@ -45,7 +57,9 @@ from callsim.voice import espeak, speech_bounds  # noqa: E402
 SPEECH = ROOT.parent / "shared" / "speech"
 RATE = 16000
 TAILS_MS = (0, 200)
+BANDS = ("16k", "8k")
 THRESHOLD = 0.5
+STT_MODEL = "tiny.en"
 SKIP = {
     "utterances/faster-whisper/stereo_diarization.wav",  # two speakers, one per channel
     "utterances/speechbrain/LJ050-0131.wav",  # ends mid-sentence ("... in this regard")
@@ -118,7 +132,9 @@ def quiet_cut(pcm: np.ndarray, start: int, end: int) -> int:
     return starts[int(np.argmin(rms))]
 
 
-def build_samples(vad: SileroVAD) -> list[dict[str, Any]]:
+def build_samples(vad: SileroVAD, limit: int | None = None) -> list[dict[str, Any]]:
+    """All samples, or the first `limit` of each set (built no further than needed)."""
+    n = limit if limit is not None else 10**9
     samples: list[dict[str, Any]] = []
     with (SPEECH / "MANIFEST.tsv").open(newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
@@ -126,6 +142,8 @@ def build_samples(vad: SileroVAD) -> list[dict[str, Any]]:
         rel = row["path"]
         if not rel.startswith("utterances/") or rel in SKIP:
             continue
+        if len(samples) >= n:
+            break
         pcm = load_16k(rel)
         start, end = speech_bounds(pcm, RATE)
         samples.append({"id": rel, "set": "corpus", "cut": "end", "label": 1, "pcm": pcm[:end]})
@@ -140,14 +158,15 @@ def build_samples(vad: SileroVAD) -> list[dict[str, Any]]:
                 s = {"id": f"{rel}@{at / RATE:.2f}s", "set": "corpus", "cut": kind, "label": 0}
                 s["ambiguous"] = kind == "pause" and several
                 samples.append({**s, "fraction": round((at - start) / (end - start), 2), "pcm": pcm[:at]})
-    for whole, part in PHRASES:
-        for text, label in ((whole, 1), (part, 0)):
-            pcm = espeak(text, RATE)
-            samples.append({"id": text, "set": "espeak", "cut": "text", "label": label, "pcm": pcm})
+    del samples[n:]
+    phrases = [(text, label) for whole, part in PHRASES for text, label in ((whole, 1), (part, 0))]
+    for text, label in phrases[:n]:
+        pcm = espeak(text, RATE)
+        samples.append({"id": text, "set": "espeak", "cut": "text", "label": label, "pcm": pcm})
     digits = sorted(
         r["path"] for r in rows if r["path"].startswith("digits/") and r["path"].endswith("_0.wav")
     )
-    for rel in digits[::2]:  # 30: each digit three times, several speakers
+    for rel in digits[::2][:n]:  # 30: each digit three times, several speakers
         pcm = load_16k(rel)
         end = speech_bounds(pcm, RATE)[1]
         samples.append({"id": rel, "set": "digits", "cut": "end", "label": 1, "pcm": pcm[:end]})
@@ -159,9 +178,9 @@ def telephone(pcm16k: np.ndarray) -> np.ndarray:
 
 
 def score(model: SmartTurn, samples: list[dict[str, Any]]) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"16k": [], "8k": []}
+    times: dict[str, list[float]] = {band: [] for band in BANDS}
     for s in samples:
-        for band in ("16k", "8k"):
+        for band in BANDS:
             pcm, rate = (s["pcm"], RATE) if band == "16k" else (telephone(s["pcm"]), 8000)
             for tail in TAILS_MS:
                 audio = np.concatenate([pcm, np.zeros(rate * tail // 1000, np.int16)])
@@ -171,9 +190,29 @@ def score(model: SmartTurn, samples: list[dict[str, Any]]) -> dict[str, list[flo
     return times
 
 
+def score_words(stt: Any, samples: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """The agent's rule at a pause: transcribe the audio so far (16 kHz; a call's µ-law decoded
+    and resampled to 16 kHz) and call the turn complete unless the words sound unfinished."""
+    times: dict[str, list[float]] = {band: [] for band in BANDS}
+    for s in samples:
+        for band in BANDS:
+            pcm = s["pcm"] if band == "16k" else resample(telephone(s["pcm"]), 8000, RATE)
+            t0 = time.perf_counter()
+            text = stt.transcribe(pcm).text
+            times[band].append((time.perf_counter() - t0) * 1000)
+            s[f"text_{band}"] = text
+            s[f"words_complete_{band}"] = not sounds_unfinished(text)
+    return times
+
+
+def predicted_complete(value: float | bool) -> bool:
+    """Smart Turn's probability against the threshold; the words rule's verdict as it is."""
+    return value if isinstance(value, bool) else value >= THRESHOLD
+
+
 def rates(samples: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    pos = [s[key] >= THRESHOLD for s in samples if s["label"] == 1]
-    neg = [s[key] < THRESHOLD for s in samples if s["label"] == 0]
+    pos = [predicted_complete(s[key]) for s in samples if s["label"] == 1]
+    neg = [not predicted_complete(s[key]) for s in samples if s["label"] == 0]
     out: dict[str, Any] = {"n_complete": len(pos), "n_incomplete": len(neg)}
     if pos and neg:
         out["accuracy"] = round((sum(pos) + sum(neg)) / (len(pos) + len(neg)), 3)
@@ -184,54 +223,112 @@ def rates(samples: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return out
 
 
+def subsets(samples: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    main_sets = [s for s in samples if s["set"] != "digits"]
+    corpus = [s for s in samples if s["set"] == "corpus"]
+    return {
+        "all": rates(main_sets, key),
+        "all_but_ambiguous_pauses": rates([s for s in main_sets if not s.get("ambiguous")], key),
+        "corpus": rates(corpus, key),
+        "corpus_pause_cuts": rates([s for s in corpus if s["cut"] in ("end", "pause")], key),
+        "corpus_mid_phrase_cuts": rates([s for s in corpus if s["cut"] in ("end", "mid-phrase")], key),
+        "espeak": rates([s for s in samples if s["set"] == "espeak"], key),
+        "digits": rates([s for s in samples if s["set"] == "digits"], key),
+    }
+
+
+def percentiles(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {
+        band: {
+            "p50": round(float(np.percentile(t, 50)), 1),
+            "p95": round(float(np.percentile(t, 95)), 1),
+            "n": len(t),
+        }
+        for band, t in times.items()
+        if t
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    """Subsets down, classifier and condition across; each cell accuracy/tpr_complete/tnr_incomplete."""
+    cols = list(results)
+    rows = list(next(iter(results.values())))
+
+    def cell(r: dict[str, Any]) -> str:
+        return "/".join(
+            f"{r[k]:.2f}".removeprefix("0") if k in r else "-"
+            for k in ("accuracy", "tpr_complete", "tnr_incomplete")
+        )
+
+    counts = {r: results[cols[0]][r] for r in rows}
+    labels = {r: f"{r} ({c['n_complete']}+{c['n_incomplete']})" for r, c in counts.items()}
+    width = max(map(len, labels.values()))
+    lines = [
+        "accuracy / tpr_complete / tnr_incomplete (subset (n complete + n incomplete))",
+        f"{'':<{width}}" + "".join(f"{c:>16}" for c in cols),
+    ]
+    for row in rows:
+        lines.append(f"{labels[row]:<{width}}" + "".join(f"{cell(results[c][row]):>16}" for c in cols))
+    return "\n".join(lines)
+
+
+def positive(text: str) -> int:
+    if (n := int(text)) < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/endturn.json")
+    ap.add_argument("--method", choices=("smartturn", "words", "both"), default="both")
+    ap.add_argument("--limit", type=positive, default=None, help="first N samples of each set only")
     args = ap.parse_args()
     cpu0 = time.process_time()
     vad = SileroVAD(resolve("silero", "vad"))
-    model = SmartTurn()
-    samples = build_samples(vad)
-    model.complete(samples[0]["pcm"], RATE)  # warm-up
-    times = score(model, samples)
-    main_sets = [s for s in samples if s["set"] != "digits"]
-    corpus = [s for s in samples if s["set"] == "corpus"]
+    samples = build_samples(vad, args.limit)
     results: dict[str, Any] = {}
-    for band in ("16k", "8k"):
-        for tail in TAILS_MS:
-            key = f"p_{band}_{tail}ms"
-            results[f"{band}_tail{tail}ms"] = {
-                "all": rates(main_sets, key),
-                "all_but_ambiguous_pauses": rates([s for s in main_sets if not s.get("ambiguous")], key),
-                "corpus": rates(corpus, key),
-                "corpus_pause_cuts": rates([s for s in corpus if s["cut"] in ("end", "pause")], key),
-                "corpus_mid_phrase_cuts": rates(
-                    [s for s in corpus if s["cut"] in ("end", "mid-phrase")], key
-                ),
-                "espeak": rates([s for s in samples if s["set"] == "espeak"], key),
-                "digits": rates([s for s in samples if s["set"] == "digits"], key),
-            }
-    report = {
-        "model": "smart-turn-v3.2-cpu.onnx (pipecat-ai==1.14.0)",
-        "threshold": THRESHOLD,
-        "onnx_threads": 1,
-        "note": "8k = resampled to 8 kHz, mu-law coded and decoded; tailNms = N ms of silence appended",
+    report: dict[str, Any] = {"method": args.method, "limit": args.limit}
+    if args.method in ("smartturn", "both"):
+        model = SmartTurn()
+        model.complete(samples[0]["pcm"], RATE)  # warm-up
+        times = score(model, samples)
+        for band in BANDS:
+            for tail in TAILS_MS:
+                results[f"{band}_tail{tail}ms"] = subsets(samples, f"p_{band}_{tail}ms")
+        report |= {
+            "model": "smart-turn-v3.2-cpu.onnx (pipecat-ai==1.14.0)",
+            "threshold": THRESHOLD,
+            "onnx_threads": 1,
+            "inference_ms": percentiles(times),
+        }
+    if args.method in ("words", "both"):
+        stt = load_stt(Config(stt=STTConfig(model=STT_MODEL, cpu_threads=1)))
+        stt.transcribe(samples[0]["pcm"])  # warm-up
+        stt_times = score_words(stt, samples)
+        for band in BANDS:
+            results[f"words_{band}"] = subsets(samples, f"words_complete_{band}")
+        report |= {
+            "words_rule": "complete = not agent.dialog.endofturn.sounds_unfinished(Whisper's text)",
+            "stt_model": f"whisper {STT_MODEL} (faster-whisper int8, beam 1, no prompt)",
+            "stt_threads": 1,
+            "transcribe_ms": percentiles(stt_times),
+        }
+    report |= {
+        "note": "8k = resampled to 8 kHz, mu-law coded and decoded; tailNms = N ms of silence appended "
+        "(Smart Turn); words_8k = that audio resampled to 16 kHz and transcribed",
         "results": results,
-        "inference_ms": {
-            band: {
-                "p50": round(float(np.percentile(t, 50)), 1),
-                "p95": round(float(np.percentile(t, 95)), 1),
-                "n": len(t),
-            }
-            for band, t in times.items()
-        },
         "load_avg_1min": float(Path("/proc/loadavg").read_text().split()[0]),
         "cpu_seconds": round(time.process_time() - cpu0, 1),
         "samples": [{k: v for k, v in s.items() if k != "pcm"} for s in samples],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2))
+    print(table(results))
+    for name in ("inference_ms", "transcribe_ms"):
+        if name in report:
+            print(f"{name}: {json.dumps(report[name])}")
+    print(f"cpu_seconds: {report['cpu_seconds']}  load_avg_1min: {report['load_avg_1min']}  -> {args.out}")
     return 0
 
 
