@@ -106,6 +106,13 @@ def test_chunker_cuts_early_strips_markdown_and_takes_tags():
     assert c.actions == [Hangup()]
 
 
+def test_a_first_chunk_without_a_break_is_cut_after_a_few_words_never_before_a_unit():
+    c = Chunker(Dialplan.model_validate({"default": True}).tools)
+    text = "The checkup and cleaning costs 95 dollars for adults and 60 dollars for children."
+    out = [chunk for word in text.split(" ") for chunk in c.feed(word + " ")] + c.finish()
+    assert out == ["The checkup and cleaning costs", "95 dollars for adults and 60 dollars for children."]
+
+
 def test_speakable_text():
     assert speakable("- **Tune-up**: $45.50 (10% off) at shop@example.com") == (
         "Tune-up: 45 dollars 50 (10 percent off) at shop at example dot com"

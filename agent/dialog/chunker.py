@@ -30,6 +30,7 @@ class Chunker:
     first_clause_words: int = 1
     first_phrase_words: int = 4  # ... and one cut before "from", "and", ... at least this many
     long_clause_words: int = 18  # any chunk this long may end at a comma
+    first_max_words: int = 6  # a first chunk with no break is cut after this many words
     _buf: str = ""
     _chunks_out: int = 0
     actions: list[Action] = field(default_factory=list)
@@ -77,6 +78,14 @@ class Chunker:
             for m in _BREAK_BEFORE.finditer(text):
                 if len(text[: m.start()].split()) >= self.first_phrase_words:
                     return m.end()
+            # No natural break yet: a long first chunk takes Piper long to synthesise, so cut
+            # after a whole word once there are enough (the next piece must have begun).
+            spans = list(re.finditer(r"\S+\s+", text))
+            if len(spans) > self.first_max_words:
+                end = self.first_max_words - 1
+                while end > 1 and any(ch.isdigit() for ch in spans[end].group()):
+                    end -= 1  # never between an amount and its unit: "costs | 95 dollars"
+                return spans[end].end()
         return None
 
     def _emit(self, text: str, out: list[str]) -> None:

@@ -70,8 +70,11 @@ _PERSONA_ASKS = ("who am I speaking with", "what's your name", "who is this", "a
 
 
 def _first_sentence(text: str) -> str:
+    """The persona's first sentence, in the agent's own voice ("You are Sam" → "I am Sam"): as
+    a fact, small models read "you" as the caller."""
     m = re.match(r"\s*(.+?[.!?])(\s|$)", text, re.S)
-    return " ".join((m.group(1) if m else text).split())
+    sentence = " ".join((m.group(1) if m else text).split())
+    return re.sub(r"^You are\b", "I am", sentence)
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class Knowledge:
         return cls(entries, index, idf)
 
     def pick(self, text: str, k: int = 2) -> list[KnowledgeEntry]:
-        """The (at most `k`) entries that best match `text`, best first; [] when none does."""
+        """The (at most `k`) entries that best match `text`, in dialplan order; [] if none does."""
         asked = terms(text)
         scored = sorted(
             ((sum(self._idf[t] for t in asked & ts), i) for i, ts in enumerate(self._terms)),
@@ -104,7 +107,10 @@ class Knowledge:
         if best <= 0:
             return []
         # Runners-up only when nearly as good: a second weak match distracts a small model.
-        return [self.entries[i] for score, i in scored[:k] if score >= 0.6 * best]
+        # In the dialplan's order, not by score: the prompt read while the caller was still
+        # talking then shares more of its start with the final one (llama.cpp reuses it).
+        picked = sorted(i for score, i in scored[:k] if score >= 0.6 * best)
+        return [self.entries[i] for i in picked]
 
 
 _NAME = re.compile(r"[A-Z][A-Za-z'\-]*\.?(?:\s+(?:[A-Z][A-Za-z'\-]*\.?|of|de|la|del|van|von))*")
