@@ -142,12 +142,15 @@ def test_a_backchannel_during_a_long_answer_pauses_it_and_the_answer_completes()
 
 
 def test_a_100ms_click_does_not_barge_in():
+    """It may pause the agent (80 ms of sound does), but Whisper makes no words of it."""
     tts = FakeTTS(seconds_per_char=0.05)
     llm = FakeLLM(["One two three four five six. Seven eight nine ten eleven twelve."])
+    stt = FakeSTT(["what are your hours", ""])
     caller = np.concatenate([silence(0.3), burst(1.0), silence(2.0), burst(0.1, db=-6), silence(4.0)])
     leg = FakeLeg(caller, tail_s=1)
-    session = run(leg, plan(greeting=""), services(llm=llm, tts=tts))
+    session = run(leg, plan(greeting="", turn={"prefill_ms": 0}), services(stt=stt, llm=llm, tts=tts))
     assert len(session.turns) == 1 and not session.turns[0].interrupted
+    assert session.turns[0].reply_text == "One two three four five six. Seven eight nine ten eleven twelve."
 
 
 def test_silence_reprompts_then_hangs_up_politely():

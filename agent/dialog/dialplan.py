@@ -28,7 +28,9 @@ class TurnParams(_Strict):
 
     start_threshold: float = Field(0.5, gt=0, lt=1)  # VAD probability that counts as speech
     end_threshold: float = Field(0.35, gt=0, lt=1)  # below this, speech has paused (hysteresis)
-    min_speech_ms: int = Field(100, ge=20, le=2000)  # shorter sounds never start a turn
+    # Shorter sounds never start a turn. Low, so a barge-in pauses the agent fast: a noise that
+    # gets through only pauses it (Whisper makes no words of it, and the agent goes on).
+    min_speech_ms: int = Field(80, ge=20, le=2000)
     end_silence_ms: int = Field(800, ge=100, le=5000)  # silence that ends the caller's turn
     # ... when Whisper's words so far end mid-phrase ("for", "and", "um", "..."): the caller is
     # thinking. 0: no difference.
@@ -43,7 +45,7 @@ class TurnParams(_Strict):
     # have the LLM read the prompt for it: at the end of the turn only the last words are new
     # to the LLM. Uses CPU that is idle while the caller talks. 0 turns it off.
     prefill_ms: int = Field(800, ge=0, le=10000)
-    barge_in_min_ms: int = Field(120, ge=20, le=2000)  # caller speech that pauses/stops the agent
+    barge_in_min_ms: int = Field(80, ge=20, le=2000)  # caller speech that pauses/stops the agent
     # While the agent talks, caller speech pauses it; what Whisper hears decides: a backchannel
     # ("uh-huh", "okay", a cough) resumes it where it paused, other words stop it. Speech
     # longer than this stops it whatever it says. 0: every barge-in stops the agent at once.
