@@ -64,7 +64,6 @@ import argparse
 import asyncio
 import json
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -487,11 +486,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                   f"{r['outcome'] or r['invalid']} stop={r['stop_ms']} pause={r['pause_ms']} ms "
                   f"(agent's log: {r['agent_outcome']}) after: {r['agent_after']!r}", flush=True)  # fmt: skip
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        conversation.stop_agent(proc)
     return summarize(done, args, work, vocab)
 
 

@@ -129,6 +129,14 @@ def start_agent(
     raise SystemExit("agent not ready within 300 s")
 
 
+def stop_agent(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def read_log(log: Path, start: int = 0) -> list[dict[str, Any]]:
     out = []
     for line in log.read_text(errors="replace").splitlines()[start:]:
@@ -163,11 +171,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{'PASS' if r['passed'] else 'FAIL'} {name}/{q.id} v2a={r['voice_to_answer_ms']} "
                   f"heard={r['agent_heard']!r} said={r['answer']!r}", flush=True)  # fmt: skip
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_agent(proc)
     return summarize(rows, args)
 
 

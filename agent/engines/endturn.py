@@ -17,6 +17,7 @@ from agent.audio.resample import resample
 from agent.engines.base import ModelError
 from agent.engines.catalog import CATALOG
 from agent.engines.models import package_file
+from agent.engines.onnx import cpu_session
 
 MODEL_RATE = 16000
 WINDOW_S = 8
@@ -139,25 +140,11 @@ class SmartTurn:
     name = "smart-turn"
 
     def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         if model_path is None:
             location = CATALOG[CATALOG_NAME].location
             assert location is not None
             model_path = package_file(location)  # ModelError with the pip command if missing
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        try:
-            self._session = ort.InferenceSession(
-                str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(
-                f"cannot load Smart Turn from {model_path}: {exc}",
-                hint="reinstall it: pip install --force-reinstall --no-deps pipecat-ai==1.14.0",
-            ) from exc
+        self._session = cpu_session(model_path, "Smart Turn", "pipecat-ai==1.14.0", threads)
         inputs = self._session.get_inputs()
         if [i.name for i in inputs] != ["input_features"] or list(inputs[0].shape[1:]) != [N_MELS, N_FRAMES]:
             raise ModelError(

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.audio.frames import to_float32
-from agent.engines.base import ModelError
+from agent.engines.onnx import cpu_session
 
 
 class VADStream(Protocol):
@@ -46,21 +46,7 @@ class SileroVAD:
     name = "silero"
 
     def __init__(self, model_path: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        # VAD windows are tiny: threading costs more than it saves, and we run beside STT/LLM.
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(
-                str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(
-                f"cannot load Silero VAD from {model_path}: {exc}",
-                hint="reinstall it: pip install --force-reinstall --no-deps silero-vad==6.2.3",
-            ) from exc
+        self._session = cpu_session(model_path, "Silero VAD", "silero-vad==6.2.3", threads)
 
     def stream(self, sample_rate: int = 16000) -> SileroStream:
         return SileroStream(self._session, sample_rate)
