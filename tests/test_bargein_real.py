@@ -38,11 +38,15 @@ def noise(seconds: float, dbfs: float) -> np.ndarray:
     return (rng.standard_normal(int(seconds * RATE)) * 32768 * 10 ** (dbfs / 20)).astype(np.int16)
 
 
-def converse(silero, tts, caller: np.ndarray, echo_db: float | None) -> CallSession:
+def converse(
+    silero, tts, caller: np.ndarray, echo_db: float | None, heard_second: str = "stop"
+) -> CallSession:
+    """`heard_second`: what Whisper makes of the second sound ("" for a click or noise)."""
     services = Services(
-        silero, FakeSTT(["what are your hours", "stop"]), FakeLLM([LONG, "Okay."]), {"joe": tts}, "joe"
+        silero, FakeSTT(["what are your hours", heard_second]), FakeLLM([LONG, "Okay."]), {"joe": tts}, "joe"
     )
-    plan = Dialplan.model_validate({"default": True})
+    # No prefill: each scripted transcript must go to the turn it is written for.
+    plan = Dialplan.model_validate({"default": True, "turn": {"prefill_ms": 0}})
     leg = FakeLeg(caller, tail_s=1.0, echo_db=echo_db, echo_delay_ms=80)
     session = CallSession(leg, plan, services)
     asyncio.run(asyncio.wait_for(session.run(), 60))
@@ -68,7 +72,7 @@ def reply_turn(session: CallSession):
 
 def test_own_echo_at_minus_20_db_a_click_and_background_noise_do_not_barge_in(silero, tts):
     caller = caller_with(click(100), REPLY_AT + 1.0, background_dbfs=-50)
-    session = converse(silero, tts, caller, echo_db=-20)
+    session = converse(silero, tts, caller, echo_db=-20, heard_second="")  # may pause, goes on
     turn = reply_turn(session)
     assert turn.first_audio is not None
     assert not turn.interrupted and turn.barge_in is None, turn
