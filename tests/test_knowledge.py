@@ -7,7 +7,7 @@ import pytest
 from agent.dialog.dialplan import Dialplan, load_dialplan
 from agent.dialog.history import History
 from agent.dialog.knowledge import terms, vocabulary
-from agent.dialog.prompt import NO_FACTS, Prompt, spoken_digits, system_prompt
+from agent.dialog.prompt import NO_FACTS, Prompt, readback, spoken_digits, system_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,3 +94,11 @@ def test_whispers_prompt_names_the_people_brands_and_places_of_the_facts():
 def test_the_agent_knows_who_it_is_from_its_persona():
     picked = prompt_for("bikeshop").knowledge.pick("Sorry, who am I speaking with?")
     assert any(e.topic == "who you are" and "Sam" in e.fact for e in picked)
+
+
+def test_a_number_the_caller_gives_is_read_back_digit_by_digit_without_the_llm():
+    assert readback("Can you call me back? My number is 9, 2, 7, 4, 0, 6, 8.") == (
+        "That's 9, 2, 7, 4, 0, 6, 8. Is that right?"
+    )
+    assert readback("my number is four seven one nine two") == "That's 4, 7, 1, 9, 2. Is that right?"
+    assert readback("A table for 2 at 8, please.") is None and readback("Room 1204?") is None

@@ -311,3 +311,12 @@ def test_while_the_caller_talks_the_llm_reads_the_grounded_prompt_for_the_words_
     answer = llm.requests[0]
     assert answer[:-1] == prefill[:-1]  # the same prompt but for the caller's last words
     assert "Open nine to five." in answer[-1]["content"] and session.turns[0].reply_text
+
+
+def test_a_number_is_confirmed_digit_by_digit_without_the_llm():
+    stt = FakeSTT(["my number is 4 1 7 9 2"])
+    llm = FakeLLM(["Your number is 41792."])
+    leg = FakeLeg(np.concatenate([silence(1.0), burst(1.0)]), tail_s=4)
+    session = run(leg, plan(greeting="", turn={"prefill_ms": 0}), services(stt, llm))
+    assert session.turns[0].reply_text == "That's 4, 1, 7, 9, 2. Is that right?"
+    assert llm.requests == []

@@ -95,6 +95,16 @@ def spoken_digits(text: str) -> str | None:
     return " ".join(longest) if len(longest) >= 4 else None
 
 
+def readback(text: str, min_digits: int = 5) -> str | None:
+    """What a receptionist says to a phone or order number (`min_digits` or more) the caller
+    just gave: each digit, then "Is that right?" — never left to a small model, which runs the
+    digits together or drops some. None if the words hold no such number."""
+    digits = spoken_digits(text)
+    if digits is None or len(digits.split()) < min_digits:
+        return None
+    return f"That's {digits.replace(' ', ', ')}. Is that right?"
+
+
 class Prompt:
     """One call's prompt builder: the history it shares with the controller, and the facts."""
 

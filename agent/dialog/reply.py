@@ -20,7 +20,7 @@ from agent.dialog.chunker import Chunker
 from agent.dialog.dialplan import Dialplan
 from agent.dialog.events import ChunkSynthesised, Event, FirstToken, ReplyDone, Transcribed
 from agent.dialog.playout import Playout
-from agent.dialog.prompt import Prompt
+from agent.dialog.prompt import Prompt, readback
 from agent.dialog.services import Services
 from agent.dialog.tools import Action, Hangup, Transfer, action_from_phrase
 from agent.engines.base import CancelToken, EngineError
@@ -93,6 +93,9 @@ class Reply:
             if action is not None:
                 self._actions.append(action)
                 self._say(self._action_line(action))
+                return
+            if (number := readback(text)) is not None:  # a number is confirmed, not interpreted
+                self._say(number)
                 return
             if self._ack is not None:  # words known, the answer needs the LLM: acknowledge
                 self._tasks.append(asyncio.ensure_future(self._acknowledge(self._ack)))
