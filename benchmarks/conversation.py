@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from agent.yamlconf import load_model  # noqa: E402
+from callsim.analysis import text_checks  # noqa: E402
 from callsim.runner import Meters, run_one  # noqa: E402
 from callsim.scenario import CallExpect, Line, Scenario, TextExpect, Timing, Turn, TurnExpect  # noqa: E402
 from tests.peers import free_port  # noqa: E402
@@ -200,8 +201,19 @@ async def ask(
         "setup_ms": result.get("setup_ms"),
         "passed": result["passed"],
         "checks": result["checks"],
+        "passed_on_agent_words": on_agent_words(sc, result["checks"], rec.get("reply_text", "")),
         "agent_turn": {k: v for k, v in rec.items() if k.endswith("_s") or k in ("speculative", "action")},
     }
+
+
+def on_agent_words(sc: Scenario, checks: list[dict[str, Any]], said: str) -> bool:
+    """The answer's checks on the agent's own words (its turn record) instead of callsim's
+    transcript of its audio: tells a wrong answer from a name Whisper misheard in Piper's
+    voice ("Okafor" → "Ockover"). The call's other checks (greeting, transfer) are kept."""
+    last = f"turn {len(sc.turns)}"
+    others = [c for c in checks if not c["check"].startswith(f"{last}:")]
+    mine = text_checks(last, sc.turns[-1].expect, said)
+    return all(c["passed"] for c in others + mine)
 
 
 def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
@@ -228,6 +240,7 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
         "judge_stt": args.judge_stt,
         "acknowledgements": "off",
         "overall": rate(rows),
+        "overall_on_agent_words": rate([{**r, "passed": r["passed_on_agent_words"]} for r in rows]),
         "suites": by("suite"),
         "kinds": by("kind"),
         "voices": by("voice"),
@@ -240,6 +253,29 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
     }  # fmt: skip
 
 
+def rescore(path: Path) -> None:
+    """Add `passed_on_agent_words` to a result written before it existed."""
+    data = json.loads(path.read_text())
+    suites: dict[str, Suite] = {}
+    for r in data["questions"]:
+        suite = suites.setdefault(
+            r["suite"], load_model(Suite, ROOT / "benchmarks/suites" / f"{r['suite']}.yaml")
+        )
+        q = next(q for q in suite.questions if q.id == r["id"])
+        r["passed_on_agent_words"] = on_agent_words(scenario(suite, q, 0), r["checks"], r["agent_said"])
+    rows = data["questions"]
+    ok = sum(r["passed_on_agent_words"] for r in rows)
+    data["overall_on_agent_words"] = {"passed": ok, "of": len(rows), "rate": round(ok / len(rows), 3)}
+    path.write_text(json.dumps(data, indent=1))
+    print(
+        path.name,
+        "heard by the caller:",
+        data["overall"],
+        "on the agent's words:",
+        data["overall_on_agent_words"],
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suite", action="append", help="suite name (default: all in benchmarks/suites)")
@@ -249,7 +285,12 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=0, help="ask at most N questions")
     p.add_argument("--only", action="append", help="only questions of this kind")
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--rescore", type=Path, metavar="JSON", help="add the checks on the agent's words to a result"
+    )
     args = p.parse_args()
+    if args.rescore:
+        return rescore(args.rescore)
     out = args.out or ROOT / f"benchmarks/results/conversation-{args.llm}.json"
     summary = asyncio.run(run(args))
     out.write_text(json.dumps(summary, indent=1))

@@ -232,6 +232,18 @@ def _stop_detail(row: dict[str, Any]) -> str:
     return f"stopped after {v} ms" if v is not None else f"still talking {STOP_WINDOW_S:g} s later"
 
 
+def text_checks(name: str, e: TextExpect, transcript: str) -> list[dict[str, Any]]:
+    """The checks of `e` on any text (e.g. what the agent meant to say, against what was heard)."""
+    out: list[dict[str, Any]] = []
+    _text_checks(
+        lambda n, ok, detail: out.append({"check": n, "passed": bool(ok), "detail": detail}),
+        name,
+        e,
+        transcript,
+    )
+    return out
+
+
 def _text_checks(add, name: str, e: TextExpect, transcript: str) -> None:
     heard = f"heard: {transcript!r}" if transcript else "heard nothing"
     words = " " + " ".join(normalize(transcript)) + " "
