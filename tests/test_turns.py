@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from agent.dialog.backchannel import is_backchannel
 from agent.dialog.dialplan import TurnParams
 from agent.dialog.endofturn import sounds_unfinished
 from agent.dialog.playout import Playout
@@ -161,3 +162,23 @@ def test_a_caller_who_sounds_unfinished_gets_the_longer_silence_for_this_turn_on
         events += [(i + 1, type(e).__name__) for e in d.feed(LOUD)]
     ends = [n for n, k in events if k == "TurnEnded"]
     assert ends == [140]  # the 1.2 s pause did not end the turn; then 800 ms ended the next
+
+
+@pytest.mark.parametrize(
+    ("heard", "backchannel"),
+    [
+        ("", True),
+        ("Uh-huh.", True),
+        ("Yeah, okay, I see.", True),
+        ("That's right.", True),
+        ("I'm...", True),  # how tiny.en hears a synthetic "mm-hm"
+        ("Sorry, wait.", False),
+        ("No.", False),
+        ("Hello?", False),
+        ("Hold on, what are your hours?", False),
+        ("Do you repair e-bikes", False),
+        ("okay okay okay okay okay", False),
+    ],
+)
+def test_backchannels_are_short_and_ask_nothing(heard, backchannel):
+    assert is_backchannel(heard) is backchannel
