@@ -9,6 +9,7 @@ import re
 import signal
 
 import pytest
+import yaml
 
 from tests.peers import LOCAL, free_port
 from tests.test_callsim_calls import ROOT, callsim, scenario
@@ -32,11 +33,10 @@ turns:
 def test_a_hung_llm_and_a_crashed_stt_cost_one_turn_each_and_the_call_goes_on(tmp_path):
     plans = tmp_path / "dialplans"
     plans.mkdir()
-    # One transcription per turn (no speculation), so the STT calls are the turns.
-    default = (
-        (ROOT / "dialplans/default.yaml").read_text().replace("speculative_ms: 200", "speculative_ms: 0")
-    )
-    (plans / "default.yaml").write_text(default)
+    # One transcription per turn (no speculation, no prefill), so the STT calls are the turns.
+    default = yaml.safe_load((ROOT / "dialplans/default.yaml").read_text())
+    default["turn"] = {**default.get("turn", {}), "speculative_ms": 0, "prefill_ms": 0}
+    (plans / "default.yaml").write_text(yaml.safe_dump(default))
     port = free_port()
     proc, _ = serve(
         tmp_path,
