@@ -44,7 +44,7 @@ from agent.yamlconf import load_model  # noqa: E402
 from callsim.analysis import text_checks  # noqa: E402
 from callsim.runner import Meters, run_one  # noqa: E402
 from callsim.scenario import CallExpect, Line, Scenario, TextExpect, Timing, Turn, TurnExpect  # noqa: E402
-from tests.peers import free_port  # noqa: E402
+from tests.peers import free_port, read_log  # noqa: E402
 
 VOICES = ("en-us", "festival:kal_diphone", "festival:cmu_us_slt_arctic_hts")
 CODECS: tuple[Literal["PCMU", "G722"], ...] = ("PCMU", "G722")
@@ -136,16 +136,6 @@ def stop_agent(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-def read_log(log: Path, start: int = 0) -> list[dict[str, Any]]:
-    out = []
-    for line in log.read_text(errors="replace").splitlines()[start:]:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            out.append({"event": line})
-    return out
 
 
 def pct(values: list[float], q: float) -> float | None:

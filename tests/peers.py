@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -511,3 +512,15 @@ def serve_agent(config_yaml: str, work: Path, timeout_s: float = 180) -> ServedA
         proc.kill()
         raise RuntimeError(f"voice-agent serve did not get ready: {agent.events[-3:]}")
     return agent
+
+
+def read_log(log: Path, start: int = 0) -> list[dict[str, Any]]:
+    """The agent's JSON log lines from line `start` on (a line that is not JSON, e.g. pjlib's
+    own, comes back as {"event": line})."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines()[start:]:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            out.append({"event": line})
+    return out

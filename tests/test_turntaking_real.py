@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import signal
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import yaml
 
 from callsim.runner import Meters, run_one
 from callsim.scenario import load_scenario
-from tests.peers import LOCAL, free_port
+from tests.peers import LOCAL, free_port, read_log
 from tests.test_sip import serve
 
 pytestmark = [pytest.mark.models, pytest.mark.sip]
@@ -63,14 +61,6 @@ def call(tmp_path: Path, meters: Meters, target: str, text: str) -> dict:
     return result
 
 
-def agent_events(log: Path, since: int) -> list[dict]:
-    out = []
-    for line in log.read_text().splitlines()[since:]:
-        with contextlib.suppress(ValueError):
-            out.append(json.loads(line))
-    return out
-
-
 def test_uh_huh_while_the_agent_talks_does_not_stop_it(tmp_path, meters, agent):
     target, log = agent
     seen = len(log.read_text().splitlines())
@@ -80,7 +70,7 @@ def test_uh_huh_while_the_agent_talks_does_not_stop_it(tmp_path, meters, agent):
     ))  # fmt: skip
     greeting = result["greeting"]["transcript"].lower() + " " + result["turns"][0]["transcript"].lower()
     assert "help you today" in greeting, greeting  # the last words of the line were said
-    said = [e["event"] for e in agent_events(log, seen)]
+    said = [e["event"] for e in read_log(log, seen)]
     assert "caller talks over the agent: paused" in said and "backchannel: the agent goes on" in said, said
     assert "barge-in" not in said, said
 
@@ -110,7 +100,7 @@ def test_a_caller_who_stops_mid_sentence_for_a_second_is_not_cut_off(tmp_path, m
     assert first["voice_to_voice_ms"] is None or first["voice_to_voice_ms"] > 1000, (
         first
     )  # no reply in the gap
-    records = [e for e in agent_events(log, seen) if e["event"] == "turn record"]
+    records = [e for e in read_log(log, seen) if e["event"] == "turn record"]
     assert len(records) == 1, records
     heard = records[0]["user_text"].lower()
     assert "open" in heard and "saturday" in heard, heard
