@@ -143,7 +143,10 @@ def test_a_question_call_against_our_agent_prints_and_writes_the_report(tmp_path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "voice_to_voice_ms" in proc.stdout and "passed 1" in proc.stdout
     result = json.loads((out / "result.json").read_text())
-    assert "northside" in result["greeting"]["transcript"].lower().replace(" ", ""), result["greeting"]
+    # The greeting as the caller's STT heard it. tiny.en hears Piper's "Northside" as "Northlight" now
+    # and then (a CI run did), so the check rests on the words around the name.
+    heard = result["greeting"]["transcript"].lower()
+    assert "thanks for calling" in heard and "bike repair" in heard, result["greeting"]
     assert result["passed"] and result["turns"][0]["voice_to_voice_ms"] < 4000, result["checks"]
     shown = timeline_in_chromium(out / "report.html", tmp_path / "report.png")
     assert shown["width"] > 700 and shown["caller_px"] > 500 and shown["agent_px"] > 500, shown
