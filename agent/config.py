@@ -199,6 +199,55 @@ class WebRtcConfig(_Section):
         return v
 
 
+WEBHOOK_EVENTS = ("call.started", "call.answered", "call.transferred", "call.ended", "recording.ready")
+WebhookEvent = Literal["call.started", "call.answered", "call.transferred", "call.ended", "recording.ready"]
+SCOPES = ("calls:read", "calls:write", "speech")
+Scope = Literal["calls:read", "calls:write", "speech"]
+
+
+class StoreConfig(_Section):
+    """Where call records, the webhook outbox (one SQLite file) and recordings live. Cluster
+    workers share them: SQLite in WAL mode takes several writer processes on one machine."""
+
+    dir: Path = Path("var")  # relative to the working directory
+    retention_check_s: float = Field(3600.0, ge=1)  # how often expired recordings are deleted
+
+    @field_validator("dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @property
+    def db_path(self) -> Path:
+        return self.dir / "calls.db"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.dir / "recordings"
+
+
+class WebhookConfig(_Section):
+    """One receiver of call events; each request is signed with `secret` (see docs/webhooks.md)."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    secret: str = Field(min_length=16)
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(WEBHOOK_EVENTS))  # type: ignore[arg-type]
+    timeout_s: float = Field(5.0, gt=0, le=60)  # per attempt
+    retry_for_h: float = Field(24.0, gt=0, le=168)  # then the event is given up (and counted)
+
+
+class ApiKeyConfig(_Section):
+    """An HTTP API key, stored as the SHA-256 hex of the key (`voice-agent keys create`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Scope] = Field(min_length=1)
+
+
+class ApiConfig(_Section):
+    keys: list[ApiKeyConfig] = Field(default_factory=list)  # none: the /v1 API answers 401 to all
+
+
 class DialplansConfig(_Section):
     dir: Path = Path("dialplans")  # one YAML per dialplan; relative to the working directory
 
@@ -244,6 +293,9 @@ class Config(_Section):
     dialplans: DialplansConfig = DialplansConfig()
     log: LogConfig = LogConfig()
     engines: EngineGuardConfig = EngineGuardConfig()
+    store: StoreConfig = StoreConfig()
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    api: ApiConfig = ApiConfig()
     faults: list[FaultConfig] = Field(default_factory=list)
 
     @field_validator("*", mode="before")

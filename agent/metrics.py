@@ -102,6 +102,27 @@ class Metrics:
         self.jitter_buffer_discarded = Counter(
             "voice_agent_jitter_buffer_discarded_frames", "Frames the jitter buffer discarded.", registry=r
         )
+        self.webhook_deliveries = Counter(
+            "voice_agent_webhook_deliveries",
+            "Webhook delivery attempts by result (delivered, retry, rejected, expired).",
+            ["result"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "voice_agent_webhook_delivery_seconds",
+            "From an event being recorded to its receiver's 2xx.",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600, 86400),
+        )
+        self.webhook_pending = Gauge(
+            "voice_agent_webhook_pending", "Webhook events waiting for delivery (the outbox).", registry=r
+        )
+        self.webhook_oldest_age = Gauge(
+            "voice_agent_webhook_oldest_pending_seconds", "Age of the oldest undelivered webhook event.", registry=r
+        )
+        self.recordings = Counter(
+            "voice_agent_recordings", "Call recordings by result (written, repaired, expired).", ["result"], registry=r
+        )
         self.ready = Gauge("voice_agent_ready", "1 when models are loaded and transports are up.", registry=r)
         for result in CALL_RESULTS:  # every series exists from the start, at 0
             self.calls.labels("sip", result)
@@ -116,6 +137,11 @@ class Metrics:
     def watch_queue(self, engine: str, depth: Callable[[], float]) -> None:
         """Export an engine worker's queue depth, read at scrape time."""
         self.engine_queue.labels(engine).set_function(depth)
+
+    def watch_outbox(self, depth: Callable[[], float], oldest_age_s: Callable[[], float]) -> None:
+        """Export the webhook outbox's backlog, read at scrape time."""
+        self.webhook_pending.set_function(depth)
+        self.webhook_oldest_age.set_function(oldest_age_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

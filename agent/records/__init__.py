@@ -1,0 +1,1 @@
+"""What outlives a call: the call store (SQLite), recordings, transcripts and the webhook outbox."""
