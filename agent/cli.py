@@ -1,4 +1,4 @@
-"""`voice-agent` command line: serve, check, models."""
+"""`voice-agent` command line: serve, check, models, calls, keys."""
 
 from __future__ import annotations
 
@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     models = with_config(sub.add_parser("models", help="assemble and verify the models the config uses"))
     models.add_argument("--all", action="store_true", help="every catalog model whose packages are installed")
     models.add_argument("--list", action="store_true", help="list the catalog and exit")
+    calls = with_config(sub.add_parser("calls", help="list recorded calls, newest first"))
+    calls.add_argument("--since", help="e.g. 2h, 7d, 2026-12-01 or 2026-12-01T09:00:00Z")
+    calls.add_argument("--limit", type=int, default=50)
+    calls.add_argument("--json", action="store_true", help="one JSON record per line")
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="make a key: print it once, and the config lines that admit it")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", required=True, help="comma-separated: calls:read,calls:write,speech")
     return p
 
 
@@ -118,11 +126,19 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     _offline()
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        from agent.api.keys import create_command
+
+        return create_command(args.name, args.scope)
     try:
         cfg = _load(args)
         if args.command == "serve":
             _serve(cfg, args)
             return 0
+        if args.command == "calls":
+            from agent.records.listing import main as calls_main
+
+            return calls_main(cfg, args.since, args.json, args.limit)
         if args.command == "check":
             from agent.check import main as check_main
 

@@ -303,6 +303,14 @@ class Config(_Section):
     def _empty_section(cls, v: object) -> object:
         return {} if v is None else v  # a section with only comments in it
 
+    @field_validator("webhooks")
+    @classmethod
+    def _one_entry_per_url(cls, v: list[WebhookConfig]) -> list[WebhookConfig]:
+        urls = [w.url for w in v]  # the outbox knows a receiver by its URL (and signs with its secret)
+        if dup := sorted({u for u in urls if urls.count(u) > 1}):
+            raise ValueError(f"one entry per URL (list all its events there): {', '.join(dup)}")
+        return v
+
 
 def load_config(path: Path | None) -> Config:
     """Load and validate a config file; None gives the defaults."""

@@ -118,10 +118,15 @@ class Metrics:
             "voice_agent_webhook_pending", "Webhook events waiting for delivery (the outbox).", registry=r
         )
         self.webhook_oldest_age = Gauge(
-            "voice_agent_webhook_oldest_pending_seconds", "Age of the oldest undelivered webhook event.", registry=r
+            "voice_agent_webhook_oldest_pending_seconds",
+            "Age of the oldest undelivered webhook event.",
+            registry=r,
         )
         self.recordings = Counter(
-            "voice_agent_recordings", "Call recordings by result (written, repaired, expired).", ["result"], registry=r
+            "voice_agent_recordings",
+            "Call recordings by result (written, repaired, expired).",
+            ["result"],
+            registry=r,
         )
         self.ready = Gauge("voice_agent_ready", "1 when models are loaded and transports are up.", registry=r)
         for result in CALL_RESULTS:  # every series exists from the start, at 0

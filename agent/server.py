@@ -8,14 +8,22 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from agent.api.calls import CallsApi
+from agent.api.keys import ApiKeys
 from agent.config import Config
 from agent.dialog.dialplan import Dialplan, load_dialplans
 from agent.dialog.services import Services
 from agent.dialog.session import CallSession
+from agent.dialog.tools import Transfer
 from agent.engines.factory import Engines, load_engines, load_tts, peak_rss_mb
 from agent.errors import StartupError
 from agent.http import HttpServer
 from agent.metrics import Metrics
+from agent.records.callrecord import CallRecord
+from agent.records.db import Database
+from agent.records.store import CallStore
+from agent.records.upkeep import Upkeep
+from agent.records.webhooks import Dispatcher
 from agent.signaling import Signaling
 from agent.telephony.call import CallHandler, CallInfo, CallLeg
 from agent.telephony.echo import echo_handler
@@ -23,6 +31,7 @@ from agent.telephony.limits import CallLimiter
 from agent.telephony.webrtc import WebRtcGateway, install_ice_address_hook
 
 if TYPE_CHECKING:  # pjsua2 is imported only when SIP is used
+    from agent.records.store import Result
     from agent.telephony.sip import SipEndpoint
 
 log = structlog.get_logger("server")
@@ -38,12 +47,20 @@ class Server:
         self.services: Services | None = None
         self.limiter = CallLimiter(cfg.sip.max_calls)
         self.metrics = Metrics()
+        self.store = CallStore(Database(cfg.store.db_path), cfg.webhooks)
+        self.dispatcher = Dispatcher(self.store.outbox, cfg.webhooks, self.metrics)
+        self.store.on_event = self.dispatcher.wake
+        retention = {p.name: p.recording.retention_days for p in self.dialplans.plans}
+        self.upkeep = Upkeep(self.store, retention, cfg.store.retention_check_s, self.metrics)
+        self._background: list[asyncio.Future[None]] = []
         self.sip: SipEndpoint | None = None
         self.http = (
             HttpServer(cfg.http.host, cfg.http.port, self.metrics, self.readiness)
             if cfg.http.enabled
             else None
         )
+        if self.http is not None:
+            self.http.add_routes(CallsApi(self.store, ApiKeys(cfg.api.keys)).routes())
         self.webrtc: WebRtcGateway | None = None
         if cfg.webrtc.enabled and self.http is not None:
             install_ice_address_hook()
@@ -70,10 +87,25 @@ class Server:
 
     async def _converse(self, plan: Dialplan, leg: CallLeg) -> None:
         assert self.services is not None  # SIP and WebRTC take calls only once the engines are loaded
+        recordings = self.cfg.store.recordings_dir if plan.recording.enabled else None
+        record = CallRecord(self.store, leg.info, plan.name, recordings, self.metrics)
+        leg.record(record.recorder)
+
+        async def transfer(t: Transfer) -> bool:
+            ok = await leg.transfer(t.uri)
+            record.transferred(t.target, t.uri, ok)
+            return ok
+
         session = CallSession(
-            leg, plan, self.services, metrics=self.metrics, on_transfer=lambda t: leg.transfer(t.uri)
+            leg, plan, self.services, metrics=self.metrics, on_transfer=transfer, on_turn=record.turn
         )
-        await session.run()  # errors: run_call logs them and hangs up
+        result: Result = "failed"
+        try:
+            await session.run()  # errors: run_call logs them and hangs up
+            result = session.outcome
+        finally:
+            leg.record(None)
+            await record.finish(result, plan.greeting)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready = models loaded, SIP bound (when enabled) and a call slot free."""
@@ -103,6 +135,10 @@ class Server:
             loop.add_signal_handler(sig, self.stop)
         if self.http is not None:  # first: /healthz answers while the models load
             await self.http.start()
+        self._background = [
+            asyncio.ensure_future(self.dispatcher.run()),
+            asyncio.ensure_future(self.upkeep.run()),
+        ]
         try:
             if not await self._load_engines():
                 log.info("stopped while engines were loading")
@@ -148,6 +184,11 @@ class Server:
             await self.sip.stop()
         if self.services is not None:
             self.services.close()
+        for task in self._background:  # undelivered events stay in the outbox for the next start
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.dispatcher.stop()
+        self.store.db.close()
         if self.http is not None:
             await self.http.stop()
         log.info("stopped")

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from agent.telephony.call import CallInfo
-from agent.telephony.media import FrameBridge
+from agent.telephony.media import FrameBridge, MediaTap
 
 RATE = 16000
 FRAME = 320
@@ -68,7 +68,10 @@ class FakeLeg:
                 frame = frame + (self._echo.popleft() * self._echo_gain).astype(np.int32)
             else:
                 self._echo.popleft()
-            yield np.clip(frame, -32768, 32767).astype(np.int16)
+            heard = np.clip(frame, -32768, 32767).astype(np.int16)
+            if b.tap is not None:  # as a transport's media thread would
+                b.tap.caller(heard.tobytes())
+            yield heard
         self.ended.set()
 
     def play(
@@ -85,6 +88,9 @@ class FakeLeg:
 
     def hold(self, on: bool) -> None:
         self._b().hold(on)
+
+    def record(self, tap: MediaTap | None) -> None:
+        self._b().tap = tap
 
     def notify(self, event: dict) -> None:
         self.events.append(event)

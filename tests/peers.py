@@ -489,6 +489,8 @@ class ServedAgent:
 def serve_agent(config_yaml: str, work: Path, timeout_s: float = 180) -> ServedAgent:
     """Start `voice-agent serve` with this config; return once it logged "ready"."""
     cfg = work / "agent.yaml"
+    if "store:" not in config_yaml:  # call records and recordings stay in the test's folder
+        config_yaml += f"\nstore:\n  dir: {work / 'var'}\n"
     cfg.write_text(config_yaml)
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(
@@ -524,3 +526,71 @@ def read_log(log: Path, start: int = 0) -> list[dict[str, Any]]:
         except ValueError:
             out.append({"event": line})
     return out
+
+
+class WebhookReceiver:
+    """A real HTTP receiver of the agent's webhooks on 127.0.0.1 (its own thread). The first
+    `fail_first` attempts of every event get a 500; after that, each request's signature is
+    verified with `secret` and the event kept (`events`: first delivery of each id, in order)."""
+
+    def __init__(self, secret: str, fail_first: int = 0, port: int = 0) -> None:
+        import http.server
+
+        from agent.records.webhooks import verify
+
+        self.secret, self.fail_first = secret, fail_first
+        self.attempts: dict[str, int] = {}
+        self.accepted: list[str] = []  # event ids answered with 2xx, every time (duplicates show)
+        self.events: list[dict] = []
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                event_id = self.headers["X-Voice-Agent-Event-Id"]
+                with receiver.lock:
+                    n = receiver.attempts[event_id] = receiver.attempts.get(event_id, 0) + 1
+                    if n <= receiver.fail_first:
+                        status = 500
+                    elif not verify(
+                        receiver.secret, body, self.headers["X-Voice-Agent-Signature"], time.time()
+                    ):
+                        receiver.bad_signatures += 1
+                        status = 400
+                    else:
+                        status = 200
+                        receiver.accepted.append(event_id)
+                        if event_id not in {e["id"] for e in receiver.events}:
+                            receiver.events.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, count: Callable[[list[dict]], bool], timeout_s: float) -> list[dict]:
+        """Wait until `count(events)` holds (bounded); returns the events seen."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if count(self.events):
+                    return list(self.events)
+            time.sleep(0.1)
+        with self.lock:
+            return list(self.events)

@@ -31,7 +31,7 @@ def test_a_pjsip_poll_that_raises_is_reported_and_the_thread_is_not_alive():
     assert not thread.alive and isinstance(thread.died, RuntimeError) and died == [thread.died]
 
 
-def test_shutdown_hangs_up_calls_before_the_engines_close():
+def test_shutdown_hangs_up_calls_before_the_engines_close(tmp_path):
     order: list[str] = []
 
     class Transport:
@@ -46,14 +46,16 @@ def test_shutdown_hangs_up_calls_before_the_engines_close():
         def close(self) -> None:
             order.append("engines")
 
-    cfg = Config.model_validate({"sip": {"enabled": False}, "http": {"enabled": False}})
+    cfg = Config.model_validate(
+        {"sip": {"enabled": False}, "http": {"enabled": False}, "store": {"dir": tmp_path}}
+    )
     server = Server(cfg)
     server.sip, server.webrtc, server.services = Transport("sip"), Transport("webrtc"), Engines()  # type: ignore[assignment]
     asyncio.run(server._shutdown())
     assert order == ["webrtc", "sip", "engines"]
 
 
-def test_a_dead_pjsip_thread_makes_readyz_fail_and_serve_exit_with_an_error(monkeypatch):
+def test_a_dead_pjsip_thread_makes_readyz_fail_and_serve_exit_with_an_error(monkeypatch, tmp_path):
     polls = 0
     real_poll = SipEndpoint._poll
 
@@ -71,7 +73,11 @@ def test_a_dead_pjsip_thread_makes_readyz_fail_and_serve_exit_with_an_error(monk
     monkeypatch.setattr(SipEndpoint, "_poll", poll)
     monkeypatch.setattr(Server, "_load_engines", no_engines)
     cfg = Config.model_validate(
-        {"sip": {"host": LOCAL, "port": free_port(), "rtp_port": 0}, "http": {"enabled": False}}
+        {
+            "sip": {"host": LOCAL, "port": free_port(), "rtp_port": 0},
+            "http": {"enabled": False},
+            "store": {"dir": tmp_path},
+        }
     )
     server = Server(cfg)
     readiness: list[tuple[bool, dict[str, Any]]] = []
@@ -88,11 +94,13 @@ def test_a_dead_pjsip_thread_makes_readyz_fail_and_serve_exit_with_an_error(monk
     assert readiness[0][0] is False
 
 
-def test_readyz_names_each_engine_breaker_and_is_not_ready_while_one_is_open():
+def test_readyz_names_each_engine_breaker_and_is_not_ready_while_one_is_open(tmp_path):
     from agent.dialog.services import Services
     from agent.engines.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 
-    cfg = Config.model_validate({"sip": {"enabled": False}, "http": {"enabled": False}})
+    cfg = Config.model_validate(
+        {"sip": {"enabled": False}, "http": {"enabled": False}, "store": {"dir": tmp_path}}
+    )
     server = Server(cfg)
     server.engines = object()  # type: ignore[assignment]
     server.services = Services(FakeVAD(), FakeSTT(), FakeLLM(), {"joe": FakeTTS()}, "joe")

@@ -110,6 +110,8 @@ def serve(
     cfg = tmp_path / "c.yaml"
     if "http:" not in yaml:
         yaml += "http:\n  port: 0\n"  # any free port: tests never take 8080
+    if "store:" not in yaml:  # call records and recordings stay in the test's folder
+        yaml += f"store:\n  dir: {tmp_path / 'var'}\n"
     if "dialplans:" not in yaml:  # only the echo dialplan: any other user gets 404
         plans = tmp_path / "dialplans"
         plans.mkdir(exist_ok=True)

@@ -134,6 +134,14 @@ class KnowledgeEntry(_Strict):
     asks: list[str] = []  # example caller questions this fact answers (help picking it)
 
 
+class RecordingParams(_Strict):
+    """Whether calls are recorded (stereo WAV: caller left, agent right) and for how long the
+    recordings are kept; call records and transcripts stay."""
+
+    enabled: bool = True
+    retention_days: float = Field(30.0, gt=0, le=36500)
+
+
 class Tools(_Strict):
     hangup: HangupTool | None = None
     transfer: TransferTool | None = None
@@ -158,6 +166,7 @@ class Dialplan(_Strict):
     llm: LlmParams = LlmParams()
     tools: Tools = Tools()
     silence: SilenceParams = SilenceParams()
+    recording: RecordingParams = RecordingParams()
     max_duration_s: float = Field(600.0, gt=0, le=86400)
     time_limit: str = "We've reached the time limit for this call. Thank you for calling, goodbye!"
     fallback: str = "Sorry, I'm having trouble right now. Could you say that again?"

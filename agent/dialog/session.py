@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import numpy as np
 import structlog
@@ -38,6 +39,9 @@ log = structlog.get_logger("session")
 HANGUP_GRACE_S = 0.3  # let the last frames reach the caller before BYE
 
 TransferHandler = Callable[[Transfer], Awaitable[bool]]
+TurnHandler = Callable[[TurnTiming], None]
+# How a call ended, as far as the session can tell (an error in it is the server's to see).
+Outcome = Literal["completed", "caller hung up", "agent hung up", "transferred", "abandoned"]
 
 
 class CallSession:
@@ -51,12 +55,15 @@ class CallSession:
         *,
         metrics: Metrics | None = None,
         on_transfer: TransferHandler | None = None,
+        on_turn: TurnHandler | None = None,
     ) -> None:
         self.leg = leg
         self.plan = plan
         self.services = services
         self.metrics = metrics
         self.on_transfer = on_transfer
+        self.on_turn = on_turn  # each caller turn's record, as soon as the turn is over
+        self._ended_by: Literal["caller", "agent", "transfer"] | None = None
         self.detector = TurnDetector(services.vad.stream(leg.sample_rate), plan.turn)
         history = History(system_prompt(plan), plan.llm.history_tokens, services.llm.count_tokens)
         self.prompt = Prompt(plan, history)
@@ -90,6 +97,16 @@ class CallSession:
     def transfers(self) -> list[Transfer]:
         return self.controller.transfers
 
+    @property
+    def outcome(self) -> Outcome:
+        """How the call ended: who ended it, and whether the conversation had got anywhere."""
+        if self._ended_by == "transfer":
+            return "transferred"
+        if self._ended_by == "agent":  # a goodbye the conversation led to, or a time/silence limit
+            last = self.turns[-1].action if self.turns else ""
+            return "completed" if "hangup" in last.split(",") else "agent hung up"
+        return "caller hung up" if any(t.user_text for t in self.turns) else "abandoned"
+
     # --- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
         # Bound in the call's context, so the reply tasks created below log it too.
@@ -111,6 +128,7 @@ class CallSession:
                     break
         finally:
             if not self.controller.ended:
+                self._ended_by = self._ended_by or "caller"
                 self.post(ev.CallerLeft(time.monotonic()))
             for task in (*background, *([self._prefill] if self._prefill else [])):
                 task.cancel()
@@ -176,6 +194,7 @@ class CallSession:
             case ev.SetTimer():
                 self._set_timer(c.name, c.at)
             case ev.HangUp():
+                self._ended_by = "agent"
                 self._spawn(self._hang_up())
             case ev.StartTransfer():
                 self._spawn(self._transfer(c.transfer))
@@ -235,12 +254,16 @@ class CallSession:
                 ok = await self.on_transfer(t)
             except Exception:
                 log.exception("transfer failed", target=t.target)
+        if ok:
+            self._ended_by = "transfer"
         if ok and self.metrics is not None:
             self.metrics.calls.labels(self.leg.info.transport, "transferred").inc()
         self.post(ev.TransferResult(ok, time.monotonic()))
 
     def _record(self, timing: TurnTiming) -> None:
         log.info("turn record", **timing.as_log())
+        if self.on_turn is not None:
+            self.on_turn(timing)
         if self.metrics is not None:
             for name, seconds in timing.intervals().items():
                 if name in TURN_INTERVALS:

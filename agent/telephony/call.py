@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 
-from agent.telephony.media import FrameBridge
+from agent.telephony.media import FrameBridge, MediaTap
 
 
 @dataclass
@@ -62,6 +62,10 @@ class CallLeg(Protocol):
     def hold(self, on: bool) -> None:
         """Pause the agent's audio where it is (the caller may only be saying "uh-huh"), or
         resume it from there."""
+        ...
+
+    def record(self, tap: MediaTap | None) -> None:
+        """Hand every frame heard and sent from now on to `tap` (None: stop)."""
         ...
 
     @property
@@ -123,6 +127,9 @@ class BridgedLeg:
 
     def hold(self, on: bool) -> None:
         self.bridge.hold(on)
+
+    def record(self, tap: MediaTap | None) -> None:
+        self.bridge.tap = tap
 
     @property
     def samples_sent(self) -> int:

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextvars import Context, copy_context
+from typing import Protocol
 
 import numpy as np
 
@@ -58,6 +59,17 @@ class IntervalStats:
         return math.sqrt(max(self.total_sq / self.count - self.mean_s**2, 0.0))
 
 
+class MediaTap(Protocol):
+    """Sees every frame of a call as the transport's media clock moves it (a recording).
+    Called on the media thread: must return at once and never raise."""
+
+    def caller(self, frame: bytes) -> None:
+        """A caller frame, as received (before the loop could drop it)."""
+
+    def agent(self, frame: bytes | None) -> None:
+        """An agent frame, as sent; None when silence went out."""
+
+
 class FrameBridge:
     """Both directions of one call's audio at one rate (16 kHz for our transports)."""
 
@@ -80,12 +92,15 @@ class FrameBridge:
         self.samples_sent = 0
         self.send_clock = IntervalStats()  # transport pulls (its media clock)
         self.receive_clock = IntervalStats()  # caller frames reaching the loop
+        self.tap: MediaTap | None = None
 
     # --- media thread side -------------------------------------------------------------
     def push_inbound(self, frame: bytes) -> None:
         """A caller frame arrived (any thread). Never blocks."""
         if self._closed:
             return
+        if (tap := self.tap) is not None:
+            tap.caller(frame)
         try:
             self._loop.call_soon_threadsafe(self._deliver, frame)
         except RuntimeError:  # loop already closed during shutdown
@@ -94,6 +109,12 @@ class FrameBridge:
     def pull_outbound(self) -> bytes | None:
         """The next agent frame for the wire, or None for silence (any thread)."""
         self.send_clock.tick()
+        frame = self._next_outbound()
+        if (tap := self.tap) is not None:
+            tap.agent(frame)
+        return frame
+
+    def _next_outbound(self) -> bytes | None:
         if self._held:
             return None
         try:

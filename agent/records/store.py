@@ -1,0 +1,294 @@
+"""The call store: one row per call, one per caller turn, in the shared SQLite file.
+
+Each change of a call and the webhook events it raises are written in one transaction (a
+transactional outbox, agent/records/outbox.py): a committed change always has its events, and
+an event never describes a change that was rolled back.
+
+A call's row is written when the call starts and updated as it goes, so a process that dies in
+the middle leaves a row without an end; the next process to start (`recover`) marks such calls
+cut off and raises their `call.ended`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from agent.config import WebhookConfig
+from agent.records.db import Database
+from agent.records.outbox import Outbox
+
+if TYPE_CHECKING:  # the session's module loads the engines' code: not for `voice-agent calls`
+    from agent.dialog.session import Outcome
+
+    Result = Literal[Outcome, "failed"]
+
+# How a call ended (`Result`: the session's Outcome, or failed): the agent said goodbye
+# (completed) or gave up on silence / a time limit (agent hung up); the caller hung up after
+# saying something, or before (abandoned); handed to a person; or the agent failed (an error,
+# or the process died: `cut_off`).
+RESULTS: tuple[str, ...] = (
+    "completed",
+    "caller hung up",
+    "agent hung up",
+    "transferred",
+    "failed",
+    "abandoned",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY,          -- ours (uuid4 hex); a SIP Call-ID is neither unique nor short
+    sip_call_id TEXT NOT NULL,
+    transport TEXT NOT NULL,
+    from_uri TEXT NOT NULL,
+    to_uri TEXT NOT NULL,
+    dialplan TEXT NOT NULL,
+    offered REAL NOT NULL,        -- unix seconds
+    answered REAL,
+    ended REAL,
+    duration_s REAL,              -- answered -> ended
+    result TEXT,                  -- NULL while the call runs
+    cut_off INTEGER NOT NULL DEFAULT 0,  -- the process died during the call
+    transfer TEXT,                -- JSON {target, uri, ok}
+    summary TEXT,
+    fields TEXT,                  -- JSON of the collected fields
+    message TEXT,                 -- a message the caller left
+    recording TEXT,               -- path of the WAV
+    transcript TEXT,              -- path of the transcript JSON
+    pid INTEGER NOT NULL          -- the process running the call (to find calls of a dead one)
+);
+CREATE INDEX IF NOT EXISTS calls_offered ON calls (offered);
+CREATE INDEX IF NOT EXISTS calls_open ON calls (result) WHERE result IS NULL;
+CREATE TABLE IF NOT EXISTS turns (
+    call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    at_s REAL,                    -- caller speech onset, seconds after the answer
+    caller TEXT NOT NULL,         -- what the agent heard
+    agent TEXT NOT NULL,          -- what the caller heard of the reply
+    interrupted INTEGER NOT NULL, -- the caller cut the reply off
+    action TEXT NOT NULL,
+    timing TEXT NOT NULL,         -- JSON: the turn's intervals in seconds
+    PRIMARY KEY (call_id, idx)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One caller turn as stored."""
+
+    index: int
+    at_s: float | None
+    caller: str
+    agent: str
+    interrupted: bool
+    action: str
+    timing: dict[str, float]
+
+
+class CallStore:
+    """Call records and their webhook events. Use from one event loop (statements are short)."""
+
+    def __init__(
+        self, db: Database, endpoints: Sequence[WebhookConfig] = (), *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self.outbox = Outbox(db)
+        db.ensure(SCHEMA)
+        self.endpoints = list(endpoints)
+        self.clock = clock
+        self.on_event: Callable[[], None] = lambda: None  # the webhook dispatcher's wake()
+
+    # --- a call's life -----------------------------------------------------------------------
+    def start(
+        self, *, sip_call_id: str, transport: str, from_uri: str, to_uri: str, dialplan: str, offered: float
+    ) -> str:
+        """A call was answered: its row, `call.started` and `call.answered`. Returns its id."""
+        call_id = uuid.uuid4().hex
+        now = self.clock()
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO calls (id, sip_call_id, transport, from_uri, to_uri, dialplan, offered,"
+                " answered, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (call_id, sip_call_id, transport, from_uri, to_uri, dialplan, offered, now, os.getpid()),
+            )
+            record = self._record(tx, call_id)
+            self._emit(tx, "call.started", call_id, {"call": {**record, "answered": None}}, now)
+            self._emit(tx, "call.answered", call_id, {"call": record}, now)
+        self.on_event()  # after the commit: the dispatcher must find the rows
+        return call_id
+
+    def add_turn(self, call_id: str, turn: Turn) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO turns (call_id, idx, at_s, caller, agent, interrupted, action,"
+                " timing) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call_id, turn.index, turn.at_s, turn.caller, turn.agent, int(turn.interrupted),
+                    turn.action, json.dumps(turn.timing, allow_nan=False),
+                ),
+            )  # fmt: skip
+
+    def transferred(self, call_id: str, target: str, uri: str, ok: bool) -> None:
+        """A transfer was tried: its outcome, and `call.transferred` when it worked."""
+        now = self.clock()
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE calls SET transfer = ? WHERE id = ?",
+                (json.dumps({"target": target, "uri": uri, "ok": ok}), call_id),
+            )
+            if ok:
+                self._emit(tx, "call.transferred", call_id, {"call": self._record(tx, call_id)}, now)
+        self.on_event()
+
+    def set_files(self, call_id: str, *, recording: str | None = None, transcript: str | None = None) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE calls SET recording = coalesce(?, recording), transcript = coalesce(?, transcript)"
+                " WHERE id = ?",
+                (recording, transcript, call_id),
+            )
+
+    def end(self, call_id: str, result: Result, *, cut_off: bool = False, ended: float | None = None) -> None:
+        """The call is over: its result, and `call.ended` with the whole record."""
+        now = self.clock()
+        ended = now if ended is None else ended
+        with self.db.transaction() as tx:
+            changed = tx.execute(
+                "UPDATE calls SET ended = ?, duration_s = max(? - coalesce(answered, offered), 0),"
+                " result = ?, cut_off = ? WHERE id = ? AND result IS NULL",
+                (ended, ended, result, int(cut_off), call_id),
+            ).rowcount
+            if not changed:  # ended already (or unknown): one call.ended per call
+                return
+            self._emit(tx, "call.ended", call_id, {"call": self._record(tx, call_id, turns=True)}, now)
+        self.on_event()
+
+    def recording_ready(self, call_id: str, path: str, seconds: float, size: int) -> None:
+        with self.db.transaction() as tx:
+            data = {"call_id": call_id, "path": path, "seconds": round(seconds, 2), "bytes": size}
+            self._emit(tx, "recording.ready", call_id, {"recording": data}, self.clock())
+        self.on_event()
+
+    # --- after a crash --------------------------------------------------------------------
+    def orphans(self) -> list[dict[str, Any]]:
+        """Calls still open whose process is gone (it was killed, or the machine stopped)."""
+        rows = self.db.query("SELECT * FROM calls WHERE result IS NULL")
+        return [dict(r) for r in rows if not _alive(int(r["pid"]))]
+
+    # --- retention -------------------------------------------------------------------------
+    def recordings_before(self, dialplan: str, before: float) -> list[tuple[str, str]]:
+        """(call id, recording path) of the dialplan's ended calls offered before `before`."""
+        rows = self.db.query(
+            "SELECT id, recording FROM calls WHERE dialplan = ? AND recording IS NOT NULL"
+            " AND result IS NOT NULL AND offered < ?",
+            (dialplan, before),
+        )
+        return [(r["id"], r["recording"]) for r in rows]
+
+    def dialplans_with_recordings(self) -> list[str]:
+        return [
+            r[0] for r in self.db.query("SELECT DISTINCT dialplan FROM calls WHERE recording IS NOT NULL")
+        ]
+
+    def forget_recording(self, call_id: str) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE calls SET recording = NULL WHERE id = ?", (call_id,))
+
+    # --- reading ---------------------------------------------------------------------------
+    def get(self, call_id: str, turns: bool = True) -> dict[str, Any] | None:
+        rows = self.db.query("SELECT * FROM calls WHERE id = ?", (call_id,))
+        if not rows:
+            return None
+        record = _public(dict(rows[0]))
+        if turns:
+            record["turns"] = [t.__dict__ for t in self.turns(call_id)]
+        return record
+
+    def turns(self, call_id: str) -> list[Turn]:
+        rows = self.db.query("SELECT * FROM turns WHERE call_id = ? ORDER BY idx", (call_id,))
+        return [
+            Turn(
+                r["idx"],
+                r["at_s"],
+                r["caller"],
+                r["agent"],
+                bool(r["interrupted"]),
+                r["action"],
+                json.loads(r["timing"]),
+            )
+            for r in rows
+        ]
+
+    def list(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        dialplan: str | None = None,
+        result: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Calls newest first. `before` = (offered, id) of the last one of the previous page."""
+        where, params = ["1"], []  # type: list[str], list[Any]
+        for clause, value in (
+            ("offered >= ?", since), ("offered < ?", until),
+            ("dialplan = ?", dialplan), ("result = ?", result),
+        ):  # fmt: skip
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if before is not None:
+            where.append("(offered < ? OR (offered = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
+        sql = f"SELECT * FROM calls WHERE {' AND '.join(where)} ORDER BY offered DESC, id DESC LIMIT ?"
+        return [_public(dict(r)) for r in self.db.query(sql, (*params, limit))]
+
+    # --- inside ------------------------------------------------------------------------------
+    def _record(self, tx: sqlite3.Connection, call_id: str, turns: bool = False) -> dict[str, Any]:
+        row = tx.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
+        record = _public(dict(row))
+        if turns:
+            rows = tx.execute("SELECT * FROM turns WHERE call_id = ? ORDER BY idx", (call_id,)).fetchall()
+            record["turns"] = [
+                {
+                    "index": r["idx"],
+                    "caller": r["caller"],
+                    "agent": r["agent"],
+                    "interrupted": bool(r["interrupted"]),
+                }
+                for r in rows
+            ]
+        return record
+
+    def _emit(
+        self, tx: sqlite3.Connection, event: str, call_id: str, data: dict[str, Any], now: float
+    ) -> None:
+        Outbox.enqueue(tx, self.endpoints, event, call_id, data, now)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the API and webhooks show it: JSON columns parsed, flags as booleans."""
+    row.pop("pid", None)
+    row["cut_off"] = bool(row["cut_off"])
+    for key in ("transfer", "fields"):
+        row[key] = json.loads(row[key]) if row[key] else None
+    return row
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
