@@ -102,6 +102,15 @@ class Metrics:
         self.jitter_buffer_discarded = Counter(
             "voice_agent_jitter_buffer_discarded_frames", "Frames the jitter buffer discarded.", registry=r
         )
+        self.call_results = Counter(
+            "voice_agent_call_results",
+            "Answered calls by how they ended (the call record's result).",
+            ["result"],
+            registry=r,
+        )
+        self.transfers = Counter(
+            "voice_agent_transfers", "Transfers tried, by mode and outcome.", ["mode", "outcome"], registry=r
+        )
         self.webhook_deliveries = Counter(
             "voice_agent_webhook_deliveries",
             "Webhook delivery attempts by result (delivered, retry, rejected, expired).",

@@ -77,8 +77,10 @@ class CallRecord:
         except Exception:  # the call goes on without its record rather than failing
             log.exception("storing a turn failed", call=self.id)
 
-    def transferred(self, target: str, uri: str, ok: bool) -> None:
+    def transferred(self, target: str, uri: str, ok: bool, mode: str = "blind") -> None:
         self.store.transferred(self.id, target, uri, ok)
+        if self.metrics is not None:
+            self.metrics.transfers.labels(mode, "connected" if ok else "failed").inc()
 
     async def finish(self, result: Result, greeting: str = "") -> None:
         """The call is over: close the recording, write the transcript, end the record."""
@@ -94,6 +96,8 @@ class CallRecord:
         if transcript is not None:  # named in the record (and call.ended) before it is written
             self.store.set_files(self.id, transcript=str(transcript))
         self.store.end(self.id, result)
+        if self.metrics is not None:
+            self.metrics.call_results.labels(result).inc()
         if transcript is not None:
             await asyncio.to_thread(write_transcript, self.store, self.id, transcript, greeting)
         if recording is not None:
