@@ -22,6 +22,7 @@ from agent.metrics import Metrics
 from agent.records.callrecord import CallRecord
 from agent.records.db import Database
 from agent.records.store import CallStore
+from agent.records.summary import Summarizer
 from agent.records.upkeep import Upkeep
 from agent.records.webhooks import Dispatcher
 from agent.signaling import Signaling
@@ -53,6 +54,7 @@ class Server:
         retention = {p.name: p.recording.retention_days for p in self.dialplans.plans}
         self.upkeep = Upkeep(self.store, retention, cfg.store.retention_check_s, self.metrics)
         self._background: list[asyncio.Future[None]] = []
+        self._summaries: set[asyncio.Future[None]] = set()
         self.sip: SipEndpoint | None = None
         self.http = (
             HttpServer(cfg.http.host, cfg.http.port, self.metrics, self.readiness)
@@ -105,7 +107,15 @@ class Server:
             result = session.outcome
         finally:
             leg.record(None)
-            await record.finish(result, plan.greeting)
+            await record.finish(result, plan.greeting, announce=False)
+            self._after_call(record.id, plan)
+
+    def _after_call(self, call_id: str, plan: Dialplan | None) -> None:
+        """The post-call summary, as background work; it raises the call's call.ended."""
+        assert self.services is not None
+        task = asyncio.ensure_future(Summarizer(self.services, self.store).summarize(call_id, plan))
+        self._summaries.add(task)
+        task.add_done_callback(self._summaries.discard)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready = models loaded, SIP bound (when enabled) and a call slot free."""
@@ -184,9 +194,11 @@ class Server:
             await self.sip.stop()
         if self.services is not None:
             self.services.close()
-        for task in self._background:  # undelivered events stay in the outbox for the next start
+        # Undelivered events stay in the outbox, unfinished summaries in the store (`unannounced`),
+        # for the next start.
+        for task in (*self._background, *self._summaries):
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*self._background, *self._summaries, return_exceptions=True)
         await self.dispatcher.stop()
         self.store.db.close()
         if self.http is not None:
@@ -223,6 +235,10 @@ class Server:
             if plan.kind == "agent":
                 await self.services.cached_speech(plan.fallback, plan.voice)
         self.services.inject_faults(self.cfg.faults)  # test-only; after warm-up, so calls count from 1
+        plans = {p.name: p for p in self.dialplans.plans}
+        for call_id in self.store.unannounced():  # ended while an earlier process was summarizing
+            record = self.store.get(call_id, turns=False)
+            self._after_call(call_id, plans.get(record["dialplan"]) if record else None)
         log.info(
             "engines loaded",
             vad=e.vad.name,

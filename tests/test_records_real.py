@@ -85,10 +85,13 @@ def test_a_call_is_stored_recorded_transcribed_and_its_events_delivered_once(tmp
         target = f"sip:agent@{LOCAL}:{sip_port}"
         try:
             sc = tmp_path / "q.yaml"
-            sc.write_text("name: q\nturns:\n  - say: 'What time do you open on Saturday?'\n")
+            sc.write_text(
+                "name: q\nturns:\n  - say: 'Hi, this is Maria. What time do you open on Saturday?'\n"
+            )
             result, _ = asyncio.run(run_one(load_scenario(sc), target, tmp_path / "out", meters))
             assert not result["error"], result["error"]
-            got = hooks.wait_for(lambda ev: any(e["type"] == "recording.ready" for e in ev), timeout_s=60)
+            # call.ended comes last: after the post-call summary
+            got = hooks.wait_for(lambda ev: any(e["type"] == "call.ended" for e in ev), timeout_s=120)
             port = http_port(events)
             listing = json.loads(api(port, "/v1/calls"))["calls"]
             record = json.loads(api(port, f"/v1/calls/{listing[0]['id']}"))
@@ -98,11 +101,15 @@ def test_a_call_is_stored_recorded_transcribed_and_its_events_delivered_once(tmp
             proc.communicate(timeout=60)
 
     # The events: each exactly once after three failed attempts, signed, in order.
-    assert [e["type"] for e in got] == ["call.started", "call.answered", "call.ended", "recording.ready"], got
+    assert [e["type"] for e in got] == ["call.started", "call.answered", "recording.ready", "call.ended"], got
     assert hooks.bad_signatures == 0 and all(hooks.attempts[e["id"]] == 4 for e in got), hooks.attempts
     assert sorted(hooks.accepted) == sorted(e["id"] for e in got)  # none delivered twice
-    ended = got[2]["data"]["call"]
+    ended = got[3]["data"]["call"]
     assert ended["id"] == record["id"] and ended["result"] == "caller hung up"
+    # The post-call step: a summary, and the default dialplan's fields (empty where not said).
+    assert isinstance(ended["summary"], str) and len(ended["summary"].split()) >= 4, ended["summary"]
+    assert set(ended["fields"]) == {"name", "callback_number", "reason"}, ended["fields"]
+    assert ended["fields"]["callback_number"] is None  # no number was said: none invented
 
     # The record and its transcript.
     assert record["result"] == "caller hung up" and record["transport"] == "sip" and record["dialplan"]

@@ -8,6 +8,7 @@ answers everything else. Errors name file, line and field (see agent.yamlconf).
 from __future__ import annotations
 
 import fnmatch
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -134,6 +135,24 @@ class KnowledgeEntry(_Strict):
     asks: list[str] = []  # example caller questions this fact answers (help picking it)
 
 
+class CollectField(_Strict):
+    """A field the post-call step fills from the transcript (agent/records/summary.py)."""
+
+    type: Literal["text", "phone", "digits", "number", "day", "date", "yes_no", "email"] = "text"
+    description: str = ""  # what it is, for the model ("the caller's name")
+    pattern: str | None = None  # a regex the value must match in full (else it is left empty)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return v
+
+
 class RecordingParams(_Strict):
     """Whether calls are recorded (stereo WAV: caller left, agent right) and for how long the
     recordings are kept; call records and transcripts stay."""
@@ -167,6 +186,10 @@ class Dialplan(_Strict):
     tools: Tools = Tools()
     silence: SilenceParams = SilenceParams()
     recording: RecordingParams = RecordingParams()
+    # After the call: a two-sentence summary, and these fields filled from the transcript
+    # (docs/records.md). Both ride on call.ended and are kept in the call record.
+    summary: bool = True
+    collect: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")], CollectField] = {}
     max_duration_s: float = Field(600.0, gt=0, le=86400)
     time_limit: str = "We've reached the time limit for this call. Thank you for calling, goodbye!"
     fallback: str = "Sorry, I'm having trouble right now. Could you say that again?"

@@ -8,6 +8,7 @@ fallback at once instead of after a timeout) until a probe call succeeds.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Iterator, Sequence
@@ -19,19 +20,20 @@ import numpy as np
 import structlog
 
 from agent.config import EngineGuardConfig, FaultConfig
-from agent.engines.base import CancelToken, EngineError, EngineTimeout
+from agent.engines.base import CancelToken, EngineError, EngineTimeout, Preempted
 from agent.engines.breaker import CircuitBreaker
 from agent.engines.faults import with_faults
 from agent.engines.llm import LLMEngine, Message
 from agent.engines.stt import STTEngine, Transcript
 from agent.engines.tts import SpeechChunk, TTSEngine
 from agent.engines.vad import VADEngine
-from agent.engines.worker import EngineStream, EngineWorker
+from agent.engines.worker import BACKGROUND, EngineStream, EngineWorker
 from agent.metrics import Metrics
 
 log = structlog.get_logger("services")
 T = TypeVar("T")
 GUARDED = ("stt", "llm", "tts")
+BACKGROUND_TIMEOUT_S = 120.0  # background LLM work: waiting for a gap in live work, or for one token
 
 
 @dataclass
@@ -129,6 +131,43 @@ class Services:
             )
 
         return _Watched(self, "llm", self.llm_worker.stream(make, cancel, timeout_s or self.llm_timeout_s))
+
+    async def background_chat(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0, tries: int = 30
+    ) -> str:
+        """The text of a reply no caller waits on (a post-call summary). It runs only while no
+        live work is queued for the LLM and gives way as soon as some is (between slices of
+        its prompt and between tokens); then it waits a little and starts again."""
+        wait = 0.5
+        for _ in range(tries):
+            self._allow("llm")
+
+            def make() -> Iterator[str]:
+                return self.llm.background_chat(
+                    messages,
+                    give_way=self._live_work,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                )
+
+            pieces: list[str] = []
+            try:
+                # The first piece may wait behind live work for long: a generous deadline.
+                stream = self.llm_worker.stream(
+                    make, CancelToken(), BACKGROUND_TIMEOUT_S, priority=BACKGROUND
+                )
+                async with stream as items:
+                    async for piece in items:
+                        pieces.append(piece)
+                return "".join(pieces)
+            except Preempted:
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 8.0)
+        raise EngineError(f"background LLM work gave way to live calls {tries} times in a row")
+
+    def _live_work(self) -> bool:
+        """A live call has engine work queued or running (STT, LLM or TTS): they share the cores."""
+        return any(w.give_way() for w in (self.stt_worker, self.llm_worker, self.tts_worker))
 
     def speak(self, text: str, voice: str | None, cancel: CancelToken) -> _Watched[SpeechChunk]:
         engine = self.tts(voice)

@@ -22,6 +22,10 @@ class EngineTimeout(EngineError):
     """An engine did not answer in time."""
 
 
+class Preempted(Exception):
+    """Background work stopped to let live-call work run; try it again later. Not a failure."""
+
+
 class CancelToken:
     """Set from any thread; the engine checks it between tokens or chunks and stops.
 

@@ -7,12 +7,12 @@ to fail or stall, so error paths can be tested without a model.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from agent.audio.levels import dbfs
-from agent.engines.base import CancelToken, EngineError
+from agent.engines.base import CancelToken, EngineError, Preempted
 from agent.engines.llm import Message
 from agent.engines.stt import SAMPLE_RATE, Transcript
 from agent.engines.tts import SpeechChunk
@@ -111,6 +111,19 @@ class FakeLLM:
 
     def prime(self, messages: Sequence[Message]) -> None:
         self.primed.append(list(messages))
+
+    def background_chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        give_way: Callable[[], bool],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Iterator[str]:
+        for piece in self.stream_chat(messages, max_tokens=max_tokens):
+            if give_way():
+                raise Preempted()
+            yield piece
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 4 + 1  # about 4 characters a token

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,19 @@ class FaultyLLM:
 
     def prime(self, messages: Sequence[Message]) -> None:
         self._inner.prime(messages)
+
+    def background_chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        give_way: Callable[[], bool],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Iterator[str]:
+        self._trigger()
+        yield from self._inner.background_chat(
+            messages, give_way=give_way, max_tokens=max_tokens, temperature=temperature
+        )
 
     def count_tokens(self, text: str) -> int:
         return self._inner.count_tokens(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import queue
 import threading
 import time
@@ -28,12 +29,24 @@ _ITEM, _ERROR, _END = range(3)
 log = structlog.get_logger("engines")
 
 
-class _Job:
-    __slots__ = ("fn", "future", "loop", "started")
+FOREGROUND, BACKGROUND = 0, 1  # a caller waits on foreground work; background work only fills gaps
 
-    def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop):
-        self.fn, self.future, self.loop = fn, future, loop
+
+class _Job:
+    __slots__ = ("fn", "future", "loop", "priority", "started")
+
+    def __init__(
+        self,
+        fn: Callable[[], Any],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+        priority: int,
+    ):
+        self.fn, self.future, self.loop, self.priority = fn, future, loop, priority
         self.started = False
+
+
+_Item = tuple[int, int, _Job | None]  # (priority, order, job); None stops the thread
 
 
 class EngineWorker:
@@ -43,14 +56,29 @@ class EngineWorker:
         self.name = name
         self.queued = 0  # jobs submitted and not finished (for metrics)
         self.restarts = 0
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.PriorityQueue[_Item] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._foreground_open = 0  # foreground jobs queued or running (changed on the loop only)
         self._closed = False
         self._spawn()
 
-    async def run(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None, **kwargs: Any) -> T:
+    def give_way(self) -> bool:
+        """True while foreground work is queued or running: background work should stop now
+        (read from any thread)."""
+        return self._foreground_open > 0
+
+    async def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        timeout_s: float | None = None,
+        priority: int = FOREGROUND,
+        **kwargs: Any,
+    ) -> T:
         """Run fn(*args, **kwargs) in the worker; EngineTimeout after timeout_s. Cancelling the
-        caller drops the job if it has not started (stale work never runs)."""
-        job = self._submit(functools.partial(fn, *args, **kwargs))
+        caller drops the job if it has not started (stale work never runs). A BACKGROUND job
+        starts only when no foreground job is queued."""
+        job = self._submit(functools.partial(fn, *args, **kwargs), priority)
         try:
             return cast(T, await asyncio.wait_for(asyncio.shield(job.future), timeout_s))
         except asyncio.CancelledError:
@@ -63,7 +91,11 @@ class EngineWorker:
             raise EngineTimeout(f"{self.name} did not answer within {timeout_s:.1f} s") from None
 
     def stream(
-        self, make: Callable[[], Iterator[T]], cancel: CancelToken, timeout_s: float | None = None
+        self,
+        make: Callable[[], Iterator[T]],
+        cancel: CancelToken,
+        timeout_s: float | None = None,
+        priority: int = FOREGROUND,
     ) -> EngineStream[T]:
         """Iterate `make()` in the worker; use as `async with worker.stream(...) as items:`.
 
@@ -71,20 +103,20 @@ class EngineWorker:
         the engine stops at its next check. `timeout_s` bounds the wait for each item (the
         first one includes queueing): a stalled engine times out, a long healthy one does not.
         """
-        return EngineStream(self, make, cancel, timeout_s)
+        return EngineStream(self, make, cancel, timeout_s, priority)
 
     def restart(self, why: str) -> None:
         """Leave the current thread to its stuck job; a new one takes the queued jobs."""
         old = self._jobs
-        self._jobs = queue.SimpleQueue()
+        self._jobs = queue.PriorityQueue()
         while True:
             try:
                 item = old.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
+            if item[2] is not None:
                 self._jobs.put(item)
-        old.put(None)  # if the stuck thread ever comes back, it exits
+        old.put((-1, 0, None))  # if the stuck thread ever comes back, it exits
         self.restarts += 1
         log.error("engine worker restarted", engine=self.name, why=why, restarts=self.restarts)
         self._spawn()
@@ -94,8 +126,8 @@ class EngineWorker:
         threading.Thread(target=self._main, args=(self._jobs,), name=name, daemon=True).start()
 
     @staticmethod
-    def _main(jobs: queue.SimpleQueue[_Job | None]) -> None:
-        while (job := jobs.get()) is not None:
+    def _main(jobs: queue.PriorityQueue[_Item]) -> None:
+        while (job := jobs.get()[2]) is not None:
             if job.future.cancelled():
                 continue
             job.started = True
@@ -106,23 +138,27 @@ class EngineWorker:
             else:
                 _settle(job, result, None)
 
-    def _submit(self, fn: Callable[[], Any]) -> _Job:
+    def _submit(self, fn: Callable[[], Any], priority: int = FOREGROUND) -> _Job:
         if self._closed:
             raise RuntimeError(f"the {self.name} worker is closed")
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop.create_future(), loop)
+        job = _Job(fn, loop.create_future(), loop, priority)
         self.queued += 1
-        job.future.add_done_callback(self._done)
-        self._jobs.put(job)
+        if priority == FOREGROUND:
+            self._foreground_open += 1
+        job.future.add_done_callback(functools.partial(self._done, priority))
+        self._jobs.put((priority, next(self._order), job))
         return job
 
-    def _done(self, _: object) -> None:
+    def _done(self, priority: int, _: object) -> None:
         self.queued -= 1
+        if priority == FOREGROUND:
+            self._foreground_open -= 1
 
     def close(self) -> None:
         """Stop accepting jobs; does not wait for a running one."""
         self._closed = True
-        self._jobs.put(None)
+        self._jobs.put((FOREGROUND, next(self._order), None))
 
 
 def _settle(job: _Job, result: Any, exc: BaseException | None) -> None:
@@ -149,8 +185,10 @@ class EngineStream(Generic[T]):
         make: Callable[[], Iterator[T]],
         cancel: CancelToken,
         timeout_s: float | None,
+        priority: int = FOREGROUND,
     ) -> None:
         self._worker = worker
+        self._priority = priority
         self._make = make
         self.cancel = cancel
         self._timeout_s = timeout_s
@@ -181,7 +219,7 @@ class EngineStream(Generic[T]):
 
         if self._timeout_s:
             self._deadline = time.monotonic() + self._timeout_s
-        self._job = self._worker._submit(pump)
+        self._job = self._worker._submit(pump, self._priority)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -82,8 +82,9 @@ class CallRecord:
         if self.metrics is not None:
             self.metrics.transfers.labels(mode, "connected" if ok else "failed").inc()
 
-    async def finish(self, result: Result, greeting: str = "") -> None:
-        """The call is over: close the recording, write the transcript, end the record."""
+    async def finish(self, result: Result, greeting: str = "", announce: bool = True) -> None:
+        """The call is over: close the recording, write the transcript, end the record (and
+        raise call.ended, unless a post-call summary will: `announce=False`)."""
         if self._finished:
             return
         self._finished = True
@@ -95,7 +96,7 @@ class CallRecord:
         transcript = self.folder / f"{self.id}.json" if self.folder is not None else None
         if transcript is not None:  # named in the record (and call.ended) before it is written
             self.store.set_files(self.id, transcript=str(transcript))
-        self.store.end(self.id, result)
+        self.store.end(self.id, result, announce=announce)
         if self.metrics is not None:
             self.metrics.call_results.labels(result).inc()
         if transcript is not None:

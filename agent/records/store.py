@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS calls (
     duration_s REAL,              -- answered -> ended
     result TEXT,                  -- NULL while the call runs
     cut_off INTEGER NOT NULL DEFAULT 0,  -- the process died during the call
+    announced INTEGER NOT NULL DEFAULT 0,  -- call.ended written (after the summary)
     transfer TEXT,                -- JSON {target, uri, ok}
     summary TEXT,
     fields TEXT,                  -- JSON of the collected fields
@@ -156,20 +157,49 @@ class CallStore:
                 (recording, transcript, call_id),
             )
 
-    def end(self, call_id: str, result: Result, *, cut_off: bool = False, ended: float | None = None) -> None:
-        """The call is over: its result, and `call.ended` with the whole record."""
-        now = self.clock()
-        ended = now if ended is None else ended
+    def end(
+        self,
+        call_id: str,
+        result: Result,
+        *,
+        cut_off: bool = False,
+        ended: float | None = None,
+        announce: bool = True,
+    ) -> bool:
+        """The call is over: its result, and (`announce`) `call.ended` with the whole record;
+        else `announce()` raises it later, with the summary. False if it had ended already."""
+        ended = self.clock() if ended is None else ended
         with self.db.transaction() as tx:
             changed = tx.execute(
                 "UPDATE calls SET ended = ?, duration_s = max(? - coalesce(answered, offered), 0),"
                 " result = ?, cut_off = ? WHERE id = ? AND result IS NULL",
                 (ended, ended, result, int(cut_off), call_id),
             ).rowcount
-            if not changed:  # ended already (or unknown): one call.ended per call
-                return
-            self._emit(tx, "call.ended", call_id, {"call": self._record(tx, call_id, turns=True)}, now)
+        if changed and announce:
+            self.announce(call_id)
+        return bool(changed)
+
+    def announce(
+        self, call_id: str, summary: str | None = None, fields: dict[str, Any] | None = None
+    ) -> None:
+        """Keep the post-call summary and fields, and raise `call.ended` (once per call)."""
+        with self.db.transaction() as tx:
+            changed = tx.execute(
+                "UPDATE calls SET summary = coalesce(?, summary), fields = coalesce(?, fields), announced = 1"
+                " WHERE id = ? AND result IS NOT NULL AND announced = 0",
+                (summary, json.dumps(fields, allow_nan=False) if fields is not None else None, call_id),
+            ).rowcount
+            if changed:
+                self._emit(
+                    tx, "call.ended", call_id, {"call": self._record(tx, call_id, turns=True)}, self.clock()
+                )
         self.on_event()
+
+    def unannounced(self) -> list[str]:
+        """Ended calls whose call.ended is still to be raised (the process stopped meanwhile)."""
+        return [
+            r["id"] for r in self.db.query("SELECT id FROM calls WHERE result IS NOT NULL AND announced = 0")
+        ]
 
     def recording_ready(self, call_id: str, path: str, seconds: float, size: int) -> None:
         with self.db.transaction() as tx:
@@ -279,6 +309,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     """A row as the API and webhooks show it: JSON columns parsed, flags as booleans."""
     row.pop("pid", None)
     row["cut_off"] = bool(row["cut_off"])
+    row.pop("announced", None)
     for key in ("transfer", "fields"):
         row[key] = json.loads(row[key]) if row[key] else None
     return row
