@@ -12,6 +12,8 @@ from agent.api.calls import CallsApi
 from agent.api.keys import ApiKeys
 from agent.config import Config
 from agent.dialog.dialplan import Dialplan, load_dialplans
+from agent.dialog.history import History
+from agent.dialog.prompt import Prompt, system_prompt
 from agent.dialog.services import Services
 from agent.dialog.session import CallSession
 from agent.dialog.tools import Transfer
@@ -98,8 +100,16 @@ class Server:
             record.transferred(t.target, t.uri, ok)
             return ok
 
+        plans = {p.name: p for p in self.dialplans.plans}
         session = CallSession(
-            leg, plan, self.services, metrics=self.metrics, on_transfer=transfer, on_turn=record.turn
+            leg,
+            plan,
+            self.services,
+            metrics=self.metrics,
+            on_transfer=transfer,
+            on_turn=record.turn,
+            on_collect=record.collected,
+            find_plan=plans.get,
         )
         result: Result = "failed"
         try:
@@ -234,6 +244,10 @@ class Server:
         for plan in self.dialplans.plans:  # the line callers hear when an engine fails, ready now
             if plan.kind == "agent":
                 await self.services.cached_speech(plan.fallback, plan.voice)
+        main = self.dialplans.default or next((p for p in self.dialplans.plans if p.kind == "agent"), None)
+        if main is not None and main.kind == "agent":  # its first call must not wait for the prompt
+            history = History(system_prompt(main), main.llm.history_tokens, e.llm.count_tokens)
+            await self.services.prime(Prompt(main, history).answered(main.greeting))
         self.services.inject_faults(self.cfg.faults)  # test-only; after warm-up, so calls count from 1
         plans = {p.name: p for p in self.dialplans.plans}
         for call_id in self.store.unannounced():  # ended while an earlier process was summarizing

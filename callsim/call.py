@@ -59,6 +59,7 @@ class CallRecording:
     error: str = ""
     turns: list[TurnLog] = field(default_factory=list)
     rtp: dict = field(default_factory=dict)
+    keys_received: list[str] = field(default_factory=list)  # the agent's RFC 4733 key presses
     tx_late_max_ms: float = 0.0
     caller: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16), repr=False)
     agent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16), repr=False)
@@ -242,3 +243,4 @@ def _finish(rec: CallRecording, ua: SipUA, rtp: RtpEndpoint, caller: Track, agen
         rec.transfers = [{"refer_to": t.refer_to, "at_s": round(t.at - origin, 3)} for t in ev.transfers]
     rec.ended_by = ev.ended_by
     rec.rtp = asdict(rtp.stats)
+    rec.keys_received = list(rtp.keys)

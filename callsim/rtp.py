@@ -18,6 +18,7 @@ import numpy as np
 from callsim.codecs import Codec
 
 DTMF_EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
+DTMF_KEYS = {v: k for k, v in DTMF_EVENTS.items()}
 Receiver = Callable[[np.ndarray, int, float], None]  # pcm, rtp timestamp (audio samples), arrival
 
 
@@ -52,6 +53,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.loss = loss_pct / 100
         self.jitter_s = jitter_ms / 1000
         self.stats = RtpStats()
+        self.keys: list[str] = []  # keys the peer pressed (RFC 4733), in order
+        self._key_ts: int | None = None
         self._rng = random.Random(seed)
         self._seq = self._rng.randrange(65536)
         self._ts = self._rng.randrange(2**32)
@@ -115,6 +118,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             transport.sendto(packet, remote)
 
     # --- receiving ----------------------------------------------------------------------
+    def _key_event(self, event: int, ts: int) -> None:
+        """A key the agent pressed (RFC 4733): one key per event timestamp (its packets repeat)."""
+        if ts != self._key_ts:
+            self._key_ts = ts
+            self.keys.append(DTMF_KEYS.get(event, "?"))
+
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         arrival = self._loop.time()
         if len(data) < 12 or data[0] >> 6 != 2:
@@ -127,6 +136,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         end = len(data) - (data[-1] if data[0] & 0x20 else 0)  # padding
         pt = data[1] & 0x7F
         seq, ts = struct.unpack_from("!HI", data, 2)
+        if pt == self.dtmf_pt and end - offset >= 4:
+            self._key_event(data[offset], ts)
         if pt != self.pt or offset >= end:
             self.stats.other += 1
             return

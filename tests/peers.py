@@ -88,13 +88,16 @@ def sipp_call_scenario(
     media: list[tuple[str, str | int]] | None = None,
     end: str = "send_bye",
     expect: int = 200,
+    dtmf_info_answer: int = 500,
 ) -> str:
     """A UAC scenario: INVITE with one codec + telephone-event, then `media` steps, then BYE.
 
-    media: ("pcap", file in /usr/share/sip-tester), ("pause", ms) or ("reinvite", "sendonly"/"sendrecv")
-    (a re-INVITE: hold and resume).
+    media: ("pcap", file in /usr/share/sip-tester), ("pause", ms), ("reinvite", "sendonly"/"sendrecv")
+    (a re-INVITE: hold and resume), ("info-relay", "5") or ("info-dtmf", "5") (a key by SIP INFO,
+    application/dtmf-relay or application/dtmf).
     end: "send_bye" (we hang up) or "recv_bye" (the agent must hang up and we answer 200).
     expect: the final answer to the INVITE; anything but 200 is ACKed and the call ends there.
+    dtmf_info_answer: what an application/dtmf INFO gets back (500 from pjsua, 200 via an edge).
     """
     pt = CODECS[codec][0]  # the one payload-type table (callsim's SDP)
     rate = 16000 if codec == "G722" else 8000
@@ -148,6 +151,25 @@ Content-Length: [len]"""
             f"<send>{_msg(ack_n)}</send>"
         )
 
+    def info_dtmf(kind: str, digit: str, cseq: int) -> str:
+        ctype, body = (
+            ("application/dtmf-relay", f"Signal={digit}\nDuration=160")
+            if kind == "info-relay"
+            else ("application/dtmf", digit)
+        )
+        head = f"""INFO [next_url] SIP/2.0
+[routes]
+{_HEADERS.format(peer_tag="[peer_tag_param]")}
+CSeq: {cseq} INFO
+Content-Type: {ctype}
+Content-Length: [len]"""
+        # pjsua answers a dtmf-relay INFO 200 and (taking its key) an application/dtmf one 500,
+        # unless a Kamailio edge has turned it into dtmf-relay.
+        answer = 200 if kind == "info-relay" else dtmf_info_answer
+        return (
+            f'<send retrans="500">{_msg(head + chr(10) + chr(10) + body)}</send><recv response="{answer}"/>'
+        )
+
     ok_to_bye = """SIP/2.0 200 OK
 [last_Via:]
 [last_From:]
@@ -169,6 +191,9 @@ Content-Length: 0"""
             if kind == "reinvite":
                 cseq += 1
                 steps.append(reinvite(str(value), cseq))
+            elif kind in ("info-relay", "info-dtmf"):  # a key press by SIP INFO, both body types
+                cseq += 1
+                steps.append(info_dtmf(kind, str(value), cseq))
             elif kind == "pcap":
                 steps.append(f'<nop><action><exec play_pcap_audio="pcap/{value}"/></action></nop>')
             else:

@@ -154,6 +154,16 @@ def test_words_that_end_mid_phrase_make_the_turn_wait_longer():
     assert call(ev.Transcribed(other, 4.9, "I'd like to book a table for two.")) == [ev.SetEndSilence(500)]
 
 
+def test_at_a_pause_the_turn_waits_for_its_words_before_it_can_end():
+    """Slow STT must not end a turn the words would have kept open ("...open on")."""
+    call = Call()
+    call.greet()
+    call(SpeechStarted(2.0))
+    out = call(SpeechPaused(3.0, AUDIO))
+    assert ev.SetEndSilence(2000) in out  # held open until the words are known
+    assert call(ev.Transcribed(call.reply_id(out), 3.9, "")) == [ev.SetEndSilence(800)]  # noise: the usual
+
+
 def test_speculation_dropped_when_the_caller_goes_on_and_the_turn_keeps_its_number():
     call = Call()
     call.greet()

@@ -19,6 +19,7 @@ import pytest
 from agent.audio.resample import resample
 from agent.audio.wav import write_wav
 from agent.config import RegistrationConfig, SipConfig
+from agent.telephony.call import CallLeg
 from tests.conftest import load_16k
 from tests.peers import (
     LOCAL,
@@ -86,6 +87,35 @@ def test_rfc4733_digits_arrive_in_order(agent, tmp_path):
     assert result.successful == 1, result.output[-2000:]
     time.sleep(0.3)
     assert agent.recorder.digits == ["1", "2", "3", "#", "9", "*", "0"]
+
+
+def test_sip_info_digits_arrive_with_either_body_type(agent, tmp_path):
+    media = [("pause", 300), ("info-relay", "5"), ("info-dtmf", "7"), ("info-relay", "#"), ("pause", 300)]
+    result = run_sipp(tmp_path, sipp_call_scenario("PCMU", media), agent.cfg.port, service="dtmf")
+    assert result.successful == 1, result.output[-2000:]  # each INFO answered (see info_dtmf)
+    time.sleep(0.3)
+    assert agent.recorder.digits == ["5", "7", "#"]
+
+
+def test_the_agent_presses_keys_by_rfc_4733(tmp_path, silero):
+    """What a warm transfer needs to find its way through a PBX's menu."""
+    import asyncio
+
+    from callsim.call import place_call
+    from callsim.scenario import load_scenario
+
+    sent: list[bool] = []
+
+    async def press(leg: CallLeg) -> None:
+        await asyncio.sleep(1.0)
+        sent.append(await leg.send_dtmf("12#"))
+        await asyncio.sleep(2.0)
+
+    scenario = tmp_path / "quiet.yaml"
+    scenario.write_text("name: quiet\ntiming: {max_duration_s: 10}\nturns:\n  - {silence_s: 5}\n")
+    with AgentThread(sip_config(), press) as agent:
+        rec = asyncio.run(place_call(load_scenario(scenario), f"sip:dtmf@{LOCAL}:{agent.cfg.port}", silero))
+    assert sent == [True] and rec.keys_received == ["1", "2", "#"], (sent, rec.keys_received, rec.error)
 
 
 def test_hold_and_resume_reinvites_keep_the_call(agent, tmp_path):

@@ -15,6 +15,7 @@ time limits in `_on_timer`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import structlog
@@ -25,7 +26,8 @@ from agent.dialog.backchannel import is_backchannel
 from agent.dialog.dialplan import Dialplan
 from agent.dialog.endofturn import silence_after
 from agent.dialog.history import History
-from agent.dialog.replies import ECHO_GATE, ECHO_TAIL_S, HELD, MAX_DURATION, SILENCE, Reply, State
+from agent.dialog.keypad import KeyAction, KeyCollected, KeyHangup, Keypad, KeySay, KeySwitch, KeyTransfer
+from agent.dialog.replies import ECHO_GATE, ECHO_TAIL_S, HELD, KEYPAD, MAX_DURATION, SILENCE, Reply, State
 from agent.dialog.silence import SilenceWatch
 from agent.dialog.timing import TurnTiming
 from agent.dialog.tools import Action, Hangup, Transfer
@@ -36,7 +38,7 @@ log = structlog.get_logger("session")
 class TurnController:
     """One per call. Feed it events; carry out the commands it returns, in order."""
 
-    def __init__(self, plan: Dialplan, history: History) -> None:
+    def __init__(self, plan: Dialplan, history: History, ids: Iterator[int] | None = None) -> None:
         self.plan = plan
         self.history = history
         self.state = State.GREETING
@@ -44,7 +46,7 @@ class TurnController:
         self.transfers: list[Transfer] = []
         self._reply: Reply | None = None
         self._stopping: dict[int, Reply] = {}  # flushed, waiting for PlaybackStopped
-        self._ids = itertools.count(1)  # reply ids
+        self._ids = ids or itertools.count(1)  # reply ids (a switched-to dialplan goes on counting)
         self._turn_start: float | None = None  # onset of the caller's turn in progress
         self._turn_index: int | None = None  # its number, once a reply was started for it
         self._turns_started = 0
@@ -52,6 +54,7 @@ class TurnController:
         self._closing = False  # saying goodbye: not interruptible, then hang up
         self._failures = 0  # caller turns in a row answered with the fallback line
         self._silence = SilenceWatch(plan.silence)
+        self.keypad = Keypad(plan.menu, plan.collect_digits)
         self._held: Reply | None = None  # paused while the caller talks over it (backchannel?)
         self._voiced = False  # the caller is talking now (not in a pause)
         self._out: list[ev.Command] = []
@@ -90,8 +93,8 @@ class TurnController:
                     self._finish(stopped, heard, t)  # cut off by the caller
             case ev.TimerFired(name=name, t=t):
                 self._on_timer(name, t)
-            case ev.DtmfReceived(digit=digit):
-                log.info("dtmf", digit=digit)  # no DTMF menus yet: logged, so nothing goes unseen
+            case ev.DtmfReceived(digit=digit, t=t):
+                self._on_key(digit, t)
             case ev.TransferResult(ok=ok, t=t):
                 self._on_transfer_result(ok, t)
             case ev.CallerLeft(t=t):
@@ -106,8 +109,10 @@ class TurnController:
         self._silence.last_caller = self._silence.last_agent = t
         self._emit(ev.Notify({"type": "state", "state": str(self.state)}))
         self._emit(ev.SetTimer(MAX_DURATION, t + self.plan.max_duration_s))
-        if self.plan.greeting:
-            self._say(self.plan.greeting)
+        if opening := " ".join(
+            x for x in (self.plan.greeting, self.plan.menu and self.plan.menu.prompt) if x
+        ):
+            self._say(opening)
         else:
             self._set(State.LISTENING)
             self._arm_silence()
@@ -159,6 +164,8 @@ class TurnController:
             return
         timing = TurnTiming(speech_start=self._turn_start, speculative=True)
         self._start_reply(timing, e.audio, committed=False)
+        if self.plan.turn.unfinished_silence_ms and self._held is None:  # its words decide: wait for them
+            self._emit(ev.SetEndSilence(self.plan.turn.unfinished_silence_ms))
 
     def _on_resumed(self, t: float) -> None:
         self._voiced = True
@@ -240,8 +247,9 @@ class TurnController:
                     t.stt_done, t.user_text = e.t, text
                 if self._held is not None:
                     self._decide_held(text)
-                elif not r.committed and text and (ms := silence_after(text, self.plan.turn)):
-                    self._emit(ev.SetEndSilence(ms))  # at a pause: do the words sound finished?
+                elif not r.committed:  # at a pause: do the words sound finished? (none: noise)
+                    ms = silence_after(text, self.plan.turn) if text else 0
+                    self._emit(ev.SetEndSilence(ms or self.plan.turn.end_silence_ms))
                 elif r.committed and text:
                     self._caption("caller", text)
             case ev.FirstToken() if t is not None and t.llm_first_token is None:
@@ -289,11 +297,46 @@ class TurnController:
         log.warning("engines keep failing: giving up on the conversation", fallbacks=self._failures)
         transfer = self.plan.tools.transfer
         if transfer is not None and transfer.targets:
-            name, target = next(iter(transfer.targets.items()))
-            action = Transfer(name, target.uri, target.spoken or name)
-            self._say(transfer.say.format(target=action.spoken), (action,))
+            self._transfer_to(next(iter(transfer.targets)))
         else:
             self._close(self.plan.failure_goodbye)
+
+    def _transfer_to(self, name: str) -> None:
+        """Say the transfer line; the transfer starts once it has been said."""
+        transfer = self.plan.tools.transfer
+        assert transfer is not None
+        target = transfer.targets[name]
+        action = Transfer(name, target.uri, target.spoken or name)
+        self._say(transfer.say.format(target=action.spoken), (action,))
+
+    # --- the keypad ---------------------------------------------------------------------------
+    def _on_key(self, digit: str, t: float) -> None:
+        """A key press: it cuts off what the agent says (like a barge-in), then acts."""
+        if self._blocked() or not self.keypad.active:
+            log.info("dtmf ignored", digit=digit)
+            return
+        self._silence.last_caller = t  # a caller pressing keys is not a silent one
+        if (r := self._reply) is not None and r.committed and r.timing is not None:
+            r.stopped_at = (t, t)
+            self._interrupt(r)
+        self._keys(self.keypad.press(digit, t))
+
+    def _keys(self, actions: list[KeyAction]) -> None:
+        for a in actions:
+            match a:
+                case KeySay(text=text):
+                    self._say(text)
+                case KeyTransfer(target=name):
+                    self._transfer_to(name)
+                case KeySwitch(dialplan=name):
+                    self._set(State.ENDED)
+                    self._emit(ev.SwitchDialplan(name))
+                case KeyHangup() if self.plan.tools.hangup is not None:
+                    self._close(self.plan.tools.hangup.goodbye)
+                case KeyCollected(name=name, value=value):
+                    self._emit(ev.Collected(name, value))
+        if self.keypad.deadline is not None:
+            self._emit(ev.SetTimer(KEYPAD, self.keypad.deadline))
 
     def _finish(
         self, r: Reply, heard: str, t: float, done: ev.ReplyDone | None = None, listen: bool = True
@@ -352,7 +395,9 @@ class TurnController:
             return
         if self._closing or self.state is State.ENDED:
             return
-        if name == MAX_DURATION:
+        if name == KEYPAD:
+            self._keys(self.keypad.timeout(t))
+        elif name == MAX_DURATION:
             log.info("time limit reached", seconds=self.plan.max_duration_s)
             self._close(self.plan.time_limit)
         elif name == HELD and self._held is not None and self._voiced:

@@ -153,6 +153,58 @@ class CollectField(_Strict):
         return v
 
 
+Key = Annotated[str, StringConstraints(pattern=r"^[0-9*#ABCD]$")]
+
+
+class MenuOption(_Strict):
+    """What one key of the menu does: exactly one of these."""
+
+    say: str | None = None  # a line, then the caller may press again or talk
+    transfer: str | None = None  # a transfer target's key (tools.transfer.targets)
+    dialplan: str | None = None  # go on with another dialplan (its greeting first)
+    collect: str | None = None  # read a number on the keypad (a `collect_digits` entry)
+    repeat: bool = False  # say the menu again
+    hangup: bool = False  # say the hangup tool's goodbye, then BYE
+
+    @model_validator(mode="after")
+    def _one(self) -> MenuOption:
+        chosen = [k for k in ("say", "transfer", "dialplan", "collect") if getattr(self, k) is not None]
+        chosen += [k for k in ("repeat", "hangup") if getattr(self, k)]
+        if len(chosen) != 1:
+            raise ValueError("an option does exactly one of say, transfer, dialplan, collect, repeat, hangup")
+        return self
+
+
+class Menu(_Strict):
+    """A keypad menu: said after the greeting; a key press (RFC 4733 or SIP INFO) picks an
+    option at any time, cutting off what the agent is saying. Callers may still just talk."""
+
+    prompt: str = Field(min_length=1)  # "For our hours press 1, to speak to someone press 0."
+    options: dict[Key, MenuOption] = Field(min_length=1)
+    invalid: str = "Sorry, that key is not an option."
+
+
+class DigitCollect(_Strict):
+    """Reading a number from the keypad (an account or order number)."""
+
+    prompt: str = Field(min_length=1)  # "Please enter your order number, then the hash key."
+    max_length: int = Field(12, ge=1, le=64)  # complete once this many digits are in
+    min_length: int = Field(1, ge=1, le=64)
+    terminator: Key | None = "#"  # ends the entry early (not part of the value)
+    inter_digit_s: float = Field(3.0, gt=0, le=60)  # a pause this long ends the entry
+    timeout_s: float = Field(10.0, gt=0, le=120)  # no key at all this long: say the prompt again
+    reprompts: int = Field(2, ge=0, le=10)
+    readback: bool = True  # "You entered 4, 1, 7. Thank you."
+    done: str = "Thank you."
+    failed: str = "Sorry, I didn't get that."
+
+    @model_validator(mode="after")
+    def _lengths(self) -> DigitCollect:
+        if self.min_length > self.max_length:
+            raise ValueError("min_length must not be above max_length")
+        return self
+
+
 class RecordingParams(_Strict):
     """Whether calls are recorded (stereo WAV: caller left, agent right) and for how long the
     recordings are kept; call records and transcripts stay."""
@@ -185,6 +237,10 @@ class Dialplan(_Strict):
     llm: LlmParams = LlmParams()
     tools: Tools = Tools()
     silence: SilenceParams = SilenceParams()
+    menu: Menu | None = None
+    collect_digits: dict[
+        Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")], DigitCollect
+    ] = {}
     recording: RecordingParams = RecordingParams()
     # After the call: a two-sentence summary, and these fields filled from the transcript
     # (docs/records.md). Both ride on call.ended and are kept in the call record.
@@ -207,6 +263,16 @@ class Dialplan(_Strict):
     def _agent_needs(self) -> Dialplan:
         if not self.match and not self.default:
             raise ValueError("a dialplan needs `match` patterns or `default: true`")
+        targets = self.tools.transfer.targets if self.tools.transfer else {}
+        for key, o in (self.menu.options if self.menu else {}).items():
+            if o.transfer is not None and o.transfer not in targets:
+                raise ValueError(
+                    f"menu key {key}: no transfer target {o.transfer!r} in tools.transfer.targets"
+                )
+            if o.collect is not None and o.collect not in self.collect_digits:
+                raise ValueError(f"menu key {key}: no {o.collect!r} in collect_digits")
+            if o.hangup and self.tools.hangup is None:
+                raise ValueError(f"menu key {key}: hangup needs tools.hangup (its goodbye line)")
         return self
 
     def matches(self, user: str) -> bool:
@@ -260,4 +326,8 @@ def load_dialplans(folder: Path) -> Dialplans:
     names = [p.name for p in plans]
     if dup := sorted({n for n in names if names.count(n) > 1}):
         raise ConfigError(f"{folder}: dialplan names must be unique: {', '.join(dup)}")
+    for p in plans:  # a menu key may hand the call to another dialplan: it must exist
+        for key, o in (p.menu.options if p.menu else {}).items():
+            if o.dialplan is not None and o.dialplan not in names:
+                raise ConfigError(f"{folder}: dialplan {p.name}: menu key {key}: no dialplan {o.dialplan!r}")
     return Dialplans(plans)

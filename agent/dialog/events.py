@@ -218,6 +218,21 @@ class StartTransfer:
 
 
 @dataclass(frozen=True)
+class Collected:
+    """A value the caller gave (digits on the keypad): for the call record's fields."""
+
+    name: str
+    value: str | None
+
+
+@dataclass(frozen=True)
+class SwitchDialplan:
+    """Go on with another dialplan: a new conversation on the same call."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class RecordTurn:
     """A caller's turn is over: log its timing record and feed the metrics."""
 
@@ -238,5 +253,7 @@ Command = (
     | SetTimer
     | HangUp
     | StartTransfer
+    | Collected
+    | SwitchDialplan
     | RecordTurn
 )

@@ -118,6 +118,15 @@ class Prompt:
         """What every turn's prompt starts with (to warm the LLM's cache)."""
         return self._with_examples(self.history.messages())
 
+    def answered(self, greeting: str) -> list[Message]:
+        """What the LLM is primed with when a call is answered: the turns' prefix, then the
+        greeting (the server primes the main dialplan's at start-up, so the first call does
+        not wait for a whole system prompt to be evaluated)."""
+        msgs = self.opening()
+        if greeting:
+            msgs.append(Message(role="assistant", content=greeting))
+        return msgs
+
     def for_turn(self, text: str) -> list[Message]:
         """The prompt for answering the caller's `text` (merged with words of theirs the
         agent has not answered yet)."""

@@ -9,7 +9,7 @@ from agent.dialog.timing import TurnTiming
 
 ECHO_TAIL_S = 0.5  # the agent's audio may come back this long after it was sent
 # Timer names
-MAX_DURATION, SILENCE, ECHO_GATE, HELD = "max_duration", "silence", "echo_gate", "held"
+MAX_DURATION, SILENCE, ECHO_GATE, HELD, KEYPAD = "max_duration", "silence", "echo_gate", "held", "keypad"
 
 
 class State(enum.StrEnum):

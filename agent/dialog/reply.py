@@ -116,6 +116,8 @@ class Reply:
             )
         except EngineError as exc:
             self._services.failed("stt", exc)
+            # No words: a turn held open for them (at a pause) may end now.
+            self._post(Transcribed(self.id, time.monotonic(), ""))
             self._fail()
             return ""
         self._post(Transcribed(self.id, time.monotonic(), transcript.text))

@@ -33,6 +33,7 @@ from agent.metrics import Metrics
 log = structlog.get_logger("services")
 T = TypeVar("T")
 GUARDED = ("stt", "llm", "tts")
+PRIME_TIMEOUT_S = 60.0  # evaluating a system prompt the cache does not hold yet
 BACKGROUND_TIMEOUT_S = 120.0  # background LLM work: waiting for a gap in live work, or for one token
 
 
@@ -195,7 +196,10 @@ class Services:
         """Warm the LLM's prompt cache with a session's system prompt (failures only logged)."""
         started = time.monotonic()
         try:
-            await self.llm_worker.run(self.llm.prime, messages, timeout_s=self.llm_timeout_s)
+            # A prime evaluates a whole prompt before its one token (seconds for a new system
+            # prompt on 2 cores): the per-token deadline would abandon healthy work.
+            timeout = max(self.llm_timeout_s, PRIME_TIMEOUT_S)
+            await self.llm_worker.run(self.llm.prime, messages, timeout_s=timeout)
         except EngineError as exc:
             self.failed("llm", exc)
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -40,6 +40,8 @@ HANGUP_GRACE_S = 0.3  # let the last frames reach the caller before BYE
 
 TransferHandler = Callable[[Transfer], Awaitable[bool]]
 TurnHandler = Callable[[TurnTiming], None]
+CollectHandler = Callable[[str, str | None], None]  # a field's name and value (keypad digits)
+PlanFinder = Callable[[str], Dialplan | None]
 # How a call ended, as far as the session can tell (an error in it is the server's to see).
 Outcome = Literal["completed", "caller hung up", "agent hung up", "transferred", "abandoned"]
 
@@ -56,6 +58,8 @@ class CallSession:
         metrics: Metrics | None = None,
         on_transfer: TransferHandler | None = None,
         on_turn: TurnHandler | None = None,
+        on_collect: CollectHandler | None = None,
+        find_plan: PlanFinder | None = None,
     ) -> None:
         self.leg = leg
         self.plan = plan
@@ -63,11 +67,13 @@ class CallSession:
         self.metrics = metrics
         self.on_transfer = on_transfer
         self.on_turn = on_turn  # each caller turn's record, as soon as the turn is over
+        self.on_collect = on_collect
+        self.find_plan = find_plan  # for a menu key that hands the call to another dialplan
+        self._lines: asyncio.Future[None] | None = None
         self._ended_by: Literal["caller", "agent", "transfer"] | None = None
+        self._keys_pressed = 0
         self.detector = TurnDetector(services.vad.stream(leg.sample_rate), plan.turn)
-        history = History(system_prompt(plan), plan.llm.history_tokens, services.llm.count_tokens)
-        self.prompt = Prompt(plan, history)
-        self.controller = TurnController(plan, history)
+        self.prompt, self.controller = self._conversation(plan)
         self._replies: dict[int, Reply] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Future[None]] = set()
@@ -105,17 +111,15 @@ class CallSession:
         if self._ended_by == "agent":  # a goodbye the conversation led to, or a time/silence limit
             last = self.turns[-1].action if self.turns else ""
             return "completed" if "hangup" in last.split(",") else "agent hung up"
-        return "caller hung up" if any(t.user_text for t in self.turns) else "abandoned"
+        said = any(t.user_text for t in self.turns) or self._keys_pressed
+        return "caller hung up" if said else "abandoned"
 
     # --- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
         # Bound in the call's context, so the reply tasks created below log it too.
         structlog.contextvars.bind_contextvars(dialplan=self.plan.name)
-        opening = self.prompt.opening()  # warm the LLM's prompt cache with what turns start with
-        if self.plan.greeting:
-            opening.append({"role": "assistant", "content": self.plan.greeting})
-        background = [
-            asyncio.ensure_future(self.services.prime(opening)),
+        background = [  # warm the LLM's prompt cache with what turns start with
+            asyncio.ensure_future(self.services.prime(self.prompt.answered(self.plan.greeting))),
             asyncio.ensure_future(self._synthesize_lines()),
             asyncio.ensure_future(self._read_dtmf()),
         ]
@@ -130,7 +134,7 @@ class CallSession:
             if not self.controller.ended:
                 self._ended_by = self._ended_by or "caller"
                 self.post(ev.CallerLeft(time.monotonic()))
-            for task in (*background, *([self._prefill] if self._prefill else [])):
+            for task in (*background, *(t for t in (self._prefill, self._lines) if t is not None)):
                 task.cancel()
             for handle in self._timers.values():
                 handle.cancel()
@@ -159,6 +163,38 @@ class CallSession:
                     self._carry_out(command)
         finally:
             self._handling = False
+
+    def _conversation(
+        self, plan: Dialplan, ids: Iterator[int] | None = None
+    ) -> tuple[Prompt, TurnController]:
+        history = History(system_prompt(plan), plan.llm.history_tokens, self.services.llm.count_tokens)
+        return Prompt(plan, history), TurnController(plan, history, ids)
+
+    def _switch(self, name: str) -> None:
+        """A menu key handed the call to another dialplan: a new conversation, same call."""
+        plan = self.find_plan(name) if self.find_plan is not None else None
+        if plan is None:  # checked at start-up: cannot happen with a valid set of dialplans
+            log.error("no such dialplan to switch to", dialplan=name)
+            return
+        log.info("switching dialplan", to=name)
+        for reply in self._replies.values():
+            reply.cancel()
+        self._replies.clear()
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self.leg.flush()
+        old = self.controller
+        self.plan = plan
+        # Reply ids go on from the old conversation's: a late event of a cancelled reply
+        # must not pass for one of the new conversation's.
+        self.prompt, self.controller = self._conversation(plan, old._ids)
+        self.controller.turns = old.turns  # one call, one list of turns
+        # (The turn detector keeps the first dialplan's turn-taking: it is mid-stream.)
+        structlog.contextvars.bind_contextvars(dialplan=plan.name)
+        self._acks, self._acks_used = [], 0
+        self._lines = asyncio.ensure_future(self._synthesize_lines())
+        self.post(ev.Started(time.monotonic()))
 
     # --- commands ------------------------------------------------------------------------------
     def _carry_out(self, c: ev.Command) -> None:
@@ -200,6 +236,11 @@ class CallSession:
                 self._spawn(self._transfer(c.transfer))
             case ev.RecordTurn():
                 self._record(c.timing)
+            case ev.Collected(name=name, value=value):
+                if self.on_collect is not None:
+                    self.on_collect(name, value)
+            case ev.SwitchDialplan(name=name):
+                self._switch(name)
 
     def _answer(self, c: ev.StartReply) -> Reply:
         ack = None
@@ -282,4 +323,5 @@ class CallSession:
     async def _read_dtmf(self) -> None:
         while True:
             digit = await self.leg.dtmf.get()
+            self._keys_pressed += 1
             self.post(ev.DtmfReceived(digit, time.monotonic()))

@@ -77,6 +77,10 @@ class CallRecord:
         except Exception:  # the call goes on without its record rather than failing
             log.exception("storing a turn failed", call=self.id)
 
+    def collected(self, name: str, value: str | None) -> None:
+        """A value the caller gave on the keypad: kept in the record's fields at once."""
+        self.store.set_field(self.id, name, value)
+
     def transferred(self, target: str, uri: str, ok: bool, mode: str = "blind") -> None:
         self.store.transferred(self.id, target, uri, ok)
         if self.metrics is not None:

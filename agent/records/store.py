@@ -149,6 +149,15 @@ class CallStore:
                 self._emit(tx, "call.transferred", call_id, {"call": self._record(tx, call_id)}, now)
         self.on_event()
 
+    def set_field(self, call_id: str, name: str, value: Any) -> None:
+        """One collected field (keypad digits), merged into the record's fields."""
+        with self.db.transaction() as tx:
+            row = tx.execute("SELECT fields FROM calls WHERE id = ?", (call_id,)).fetchone()
+            fields = {**(json.loads(row["fields"]) if row and row["fields"] else {}), name: value}
+            tx.execute(
+                "UPDATE calls SET fields = ? WHERE id = ?", (json.dumps(fields, allow_nan=False), call_id)
+            )
+
     def set_files(self, call_id: str, *, recording: str | None = None, transcript: str | None = None) -> None:
         with self.db.transaction() as tx:
             tx.execute(
@@ -182,12 +191,18 @@ class CallStore:
     def announce(
         self, call_id: str, summary: str | None = None, fields: dict[str, Any] | None = None
     ) -> None:
-        """Keep the post-call summary and fields, and raise `call.ended` (once per call)."""
+        """Keep the post-call summary and fields, and raise `call.ended` (once per call). What
+        the caller entered on the keypad (`set_field`) wins over the model's reading."""
         with self.db.transaction() as tx:
+            row = tx.execute("SELECT fields FROM calls WHERE id = ?", (call_id,)).fetchone()
+            keyed = (
+                {k: v for k, v in json.loads(row["fields"] or "{}").items() if v is not None} if row else {}
+            )
+            merged = {**(fields or {}), **keyed} if fields is not None or keyed else None
             changed = tx.execute(
                 "UPDATE calls SET summary = coalesce(?, summary), fields = coalesce(?, fields), announced = 1"
                 " WHERE id = ? AND result IS NOT NULL AND announced = 0",
-                (summary, json.dumps(fields, allow_nan=False) if fields is not None else None, call_id),
+                (summary, json.dumps(merged, allow_nan=False) if merged is not None else None, call_id),
             ).rowcount
             if changed:
                 self._emit(

@@ -86,6 +86,10 @@ class CallLeg(Protocol):
         """Hand the caller to `uri` (SIP: blind transfer by REFER). False if it cannot."""
         ...
 
+    async def send_dtmf(self, digits: str) -> bool:
+        """Press keys on the far end (SIP: RFC 4733 events). False if the transport cannot."""
+        ...
+
     def notify(self, event: dict[str, Any]) -> None:
         """Show the caller's side an event (call state, captions) if the transport has a channel
         for it (WebRTC's data channel); the others ignore it."""
@@ -153,6 +157,9 @@ class BridgedLeg:
 
     async def transfer(self, uri: str) -> bool:
         return False  # transports that can transfer override this
+
+    async def send_dtmf(self, digits: str) -> bool:
+        return False  # transports with keys override this
 
     def notify(self, event: dict[str, Any]) -> None:
         pass  # transports with a side channel override this

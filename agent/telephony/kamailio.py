@@ -134,6 +134,10 @@ request_route {{
     if (!has_totag() && !pike_check_req()) {{ xlog("L_DBG", "request flood from $si dropped\\n"); exit; }}
     if (is_method("OPTIONS") && uri == myself && $rU == $null) {{ sl_send_reply("200", "OK"); exit; }}
     if (has_totag()) {{
+        if (is_method("INFO") && $cT == "application/dtmf") {{  # the key alone: pjsua reads only dtmf-relay
+            $var(key) = $(rb{{s.trim}}{{s.substr,0,1}});
+            set_body("Signal=$var(key)\r\nDuration=160\r\n", "application/dtmf-relay");
+        }}
         if (loose_route()) {{ t_relay(); exit; }}
         if (is_method("ACK")) {{ if (t_check_trans()) t_relay(); exit; }}
         sl_send_reply("404", "Not here");

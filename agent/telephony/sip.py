@@ -112,6 +112,22 @@ class SipEndpoint:
         with contextlib.suppress(RuntimeError, pj.Error):
             await self._thread.call(do)
 
+    async def send_dtmf(self, pj_call_id: int, digits: str) -> bool:
+        """Send keys on a call as RFC 4733 events (navigating a PBX's menu); False if it has ended."""
+
+        def do() -> None:
+            call = self._calls.get(pj_call_id)
+            if call is None:
+                raise RuntimeError("the call has ended")
+            call.dialDtmf(digits)
+
+        try:
+            await self._thread.call(do)
+        except (RuntimeError, pj.Error) as exc:
+            log.warning("dtmf not sent", digits=digits, error=str(exc))
+            return False
+        return True
+
     async def transfer(self, pj_call_id: int, uri: str, timeout_s: float = 10.0) -> int:
         """Blind transfer (REFER): the SIP status the transferee reported (0 if none came in time)."""
         assert self._loop is not None

@@ -15,6 +15,7 @@ import structlog
 from agent.telephony.call import BridgedLeg, CallInfo
 from agent.telephony.media import FrameBridge
 from agent.telephony.pjhost import SipHost, guarded
+from agent.telephony.siptext import SipParseError, info_key, parse
 
 log = structlog.get_logger("sip")
 
@@ -140,8 +141,32 @@ class SipCall(pj.Call):
 
     @guarded
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        # RFC 4733 events, and SIP INFO with application/dtmf-relay (pjsua answers those 200).
         if self.leg is not None:
             self.endpoint.post(self.leg.dtmf.put_nowait, prm.digit)
+
+    @guarded
+    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
+        """SIP INFO with `application/dtmf` (the key alone): pjsua does not read those, and
+        pjsua2 gives no way to answer them, so pjsip answers 500 but the key is taken. (A
+        Kamailio edge, `sip.edge`, turns them into dtmf-relay first: answered 200.)"""
+        e = prm.e
+        if self.leg is None or e.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        ts = e.body.tsxState
+        tsx = ts.tsx
+        if (
+            tsx.role != pj.PJSIP_ROLE_UAS
+            or tsx.state != pj.PJSIP_TSX_STATE_TRYING
+            or ts.type != pj.PJSIP_EVENT_RX_MSG
+        ):
+            return
+        try:
+            key = info_key(parse(ts.src.rdata.wholeMsg.encode()))
+        except SipParseError:
+            return
+        if key is not None:
+            self.endpoint.post(self.leg.dtmf.put_nowait, key)
 
 
 class SipLeg(BridgedLeg):
@@ -160,6 +185,9 @@ class SipLeg(BridgedLeg):
 
     async def _request_hangup(self) -> None:
         await self._endpoint.hangup(self._pj_call_id)
+
+    async def send_dtmf(self, digits: str) -> bool:
+        return await self._endpoint.send_dtmf(self._pj_call_id, digits)
 
     async def transfer(self, uri: str) -> bool:
         """Blind transfer (REFER); True once the caller reports the new call answered."""

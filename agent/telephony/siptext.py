@@ -109,6 +109,17 @@ def parse(data: bytes) -> SipMessage:
     return msg
 
 
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+
+
+def info_key(message: SipMessage) -> str | None:
+    """The key of an INFO whose body is `application/dtmf` (just the key); None otherwise.
+    (`application/dtmf-relay`, "Signal=5", pjsua reads itself.)"""
+    ctype = message.get("content-type").split(";")[0].strip().lower()
+    key = message.body.strip()[:1].upper()
+    return key if message.method == "INFO" and ctype == "application/dtmf" and key in DTMF_KEYS else None
+
+
 def tag_of(header: str) -> str:
     m = _TAG.search(header)
     return m.group(1) if m else ""
