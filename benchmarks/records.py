@@ -106,9 +106,12 @@ async def recording(folder: Path, seconds: int = 60) -> dict[str, Any]:
     frame = (np.sin(np.arange(320) / 5) * 8000).astype(np.int16).tobytes()
     cpu0 = time.thread_time()
     proc0 = time.process_time()
-    for _ in range(seconds * 50):
-        rec.caller(frame)
-        rec.agent(frame)
+    for second in range(seconds):  # as a media thread would: in time, not all at once
+        for _ in range(50):
+            rec.caller(frame)
+            rec.agent(frame)
+        if second % 5 == 4:
+            await asyncio.sleep(0.6)  # the writer runs every 0.5 s
     info = await rec.close()
     await writer
     return {
