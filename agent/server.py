@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -50,7 +51,12 @@ class Server:
         self.services: Services | None = None
         self.limiter = CallLimiter(cfg.sip.max_calls)
         self.metrics = Metrics()
-        self.store = CallStore(Database(cfg.store.db_path), cfg.webhooks)
+        try:
+            self.store = CallStore(Database(cfg.store.db_path), cfg.webhooks)
+        except (sqlite3.Error, OSError) as exc:
+            raise StartupError(
+                f"call store {cfg.store.db_path}: {exc} (set store.dir in the config)"
+            ) from exc
         self.dispatcher = Dispatcher(self.store.outbox, cfg.webhooks, self.metrics)
         self.store.on_event = self.dispatcher.wake
         retention = {p.name: p.recording.retention_days for p in self.dialplans.plans}
@@ -92,12 +98,17 @@ class Server:
     async def _converse(self, plan: Dialplan, leg: CallLeg) -> None:
         assert self.services is not None  # SIP and WebRTC take calls only once the engines are loaded
         recordings = self.cfg.store.recordings_dir if plan.recording.enabled else None
-        record = CallRecord(self.store, leg.info, plan.name, recordings, self.metrics)
-        leg.record(record.recorder)
+        try:
+            record: CallRecord | None = CallRecord(self.store, leg.info, plan.name, recordings, self.metrics)
+        except (sqlite3.Error, OSError):  # a full or broken disk must not cost the caller the call
+            log.exception("call record not started: the call goes on without one")
+            record = None
+        leg.record(record.recorder if record is not None else None)
 
         async def transfer(t: Transfer) -> bool:
             ok = await leg.transfer(t.uri)
-            record.transferred(t.target, t.uri, ok)
+            if record is not None:
+                record.transferred(t.target, t.uri, ok)
             return ok
 
         plans = {p.name: p for p in self.dialplans.plans}
@@ -107,8 +118,8 @@ class Server:
             self.services,
             metrics=self.metrics,
             on_transfer=transfer,
-            on_turn=record.turn,
-            on_collect=record.collected,
+            on_turn=record.turn if record is not None else None,
+            on_collect=record.collected if record is not None else None,
             find_plan=plans.get,
         )
         result: Result = "failed"
@@ -117,8 +128,9 @@ class Server:
             result = session.outcome
         finally:
             leg.record(None)
-            await record.finish(result, plan.greeting, announce=False)
-            self._after_call(record.id, plan)
+            if record is not None:
+                await record.finish(result, plan.greeting, announce=False)
+                self._after_call(record.id, plan)
 
     def _after_call(self, call_id: str, plan: Dialplan | None) -> None:
         """The post-call summary, as background work; it raises the call's call.ended."""
@@ -202,13 +214,16 @@ class Server:
             await self.webrtc.stop()
         if self.sip is not None:
             await self.sip.stop()
+        # Unfinished summaries stay in the store (`unannounced`), undelivered events in the
+        # outbox, for the next start. Summaries first: with the engines closed they would fail.
+        for task in self._summaries:
+            task.cancel()
+        await asyncio.gather(*self._summaries, return_exceptions=True)
         if self.services is not None:
             self.services.close()
-        # Undelivered events stay in the outbox, unfinished summaries in the store (`unannounced`),
-        # for the next start.
-        for task in (*self._background, *self._summaries):
+        for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, *self._summaries, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.dispatcher.stop()
         self.store.db.close()
         if self.http is not None:

@@ -161,7 +161,7 @@ async def place_call(
     rec.turns = [TurnLog(i, t.kind, turn_label(t), t.wait) for i, t in enumerate(sc.turns)]
     audio = await asyncio.to_thread(prepare_audio, sc, codec.rate)
     loop = asyncio.get_running_loop()
-    ua = SipUA(target, local_host)
+    ua = SipUA(target, local_host, refer=sc.line.refer)
     caller_track, agent_track = (
         Track(codec.rate, sc.timing.max_duration_s),
         Track(codec.rate, sc.timing.max_duration_s),

@@ -85,6 +85,9 @@ class Line(Strict):
     snr_db: float | None = Field(None, ge=-10, le=80, description="white noise this far below the speech")
     loss_pct: float = Field(0.0, ge=0, le=50)
     jitter_ms: float = Field(0.0, ge=0, le=500)
+    refer: Literal["accept", "busy"] = Field(
+        "accept", description="what a blind transfer (REFER) reports: success, or a busy target (486)"
+    )
 
 
 class CallExpect(Strict):

@@ -56,8 +56,11 @@ def parse_target(uri: str) -> tuple[str, str, int]:
 class SipUA(asyncio.DatagramProtocol):
     """One outgoing call. `invite()` returns the answer's SDP body; `bye()` ends the call."""
 
-    def __init__(self, target: str, local_host: str = "127.0.0.1", user: str = "callsim") -> None:
+    def __init__(
+        self, target: str, local_host: str = "127.0.0.1", user: str = "callsim", refer: str = "accept"
+    ) -> None:
         self.target = target
+        self.refer = refer  # "accept": the transfer works; "busy": its target answers 486
         self.user, self.host, self.port = parse_target(target)
         self.local_host = local_host
         self.from_user = user
@@ -234,27 +237,35 @@ class SipUA(asyncio.DatagramProtocol):
             self._reply(req, addr, 501, "Not Implemented")
 
     def _on_refer(self, req: SipMessage, addr: tuple[str, int]) -> None:
-        """A blind transfer: record where to, accept it, and report success (RFC 3515).
+        """A blind transfer: record where to, accept it, and report how it went (RFC 3515):
+        success (the agent then hangs up), or with `refer="busy"` a target that answered 486
+        (the call stays with the agent).
 
-        callsim does not call the transfer target; a real phone would. The agent then hangs up.
+        callsim does not call the transfer target; a real phone would.
         """
         refer_to = siptext.uri_of(req.get("refer-to"))
         self.events.transfers.append(ReferRecord(refer_to, self._loop.time()))
-        self.over.set()
-        log.info("transfer requested", refer_to=refer_to)
+        busy = self.refer == "busy"
+        if not busy:
+            self.over.set()
+        log.info("transfer requested", refer_to=refer_to, outcome=self.refer)
         self._reply(req, addr, 202, "Accepted", [self._contact()])
-        notify = self._request(
-            "NOTIFY",
-            self._remote_target,
-            [
-                ("event", "refer"),
-                ("subscription-state", "terminated;reason=noresource"),
-                ("content-type", "message/sipfrag;version=2.0"),
-            ],
-            "SIP/2.0 200 OK\r\n",
-        )
-        task = asyncio.ensure_future(self._transact(notify, 4.0))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        frags = ["SIP/2.0 100 Trying", "SIP/2.0 486 Busy Here"] if busy else ["SIP/2.0 200 OK"]
+        for i, frag in enumerate(frags):
+            final = i == len(frags) - 1
+            state = "terminated;reason=noresource" if final else "active;expires=60"
+            notify = self._request(
+                "NOTIFY",
+                self._remote_target,
+                [
+                    ("event", "refer"),
+                    ("subscription-state", state),
+                    ("content-type", "message/sipfrag;version=2.0"),
+                ],
+                f"{frag}\r\n",
+            )
+            task = asyncio.ensure_future(self._transact(notify, 4.0))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _reply(self, req: SipMessage, addr: tuple[str, int], status: int, reason: str, extra=(), body=""):
         resp = siptext.response(req, status, reason, self._from_tag, extra, body)

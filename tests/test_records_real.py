@@ -213,3 +213,32 @@ def only_call(db: Path) -> dict:
     if len(rows) != 1:
         raise LookupError(f"{len(rows)} calls")
     return dict(rows[0])
+
+
+def test_a_failed_transfer_comes_back_to_the_caller_who_leaves_a_message(tmp_path, meters):
+    sip_port = free_port()
+    store = tmp_path / "var"
+    proc, _ = serve(tmp_path, config(sip_port, store, "http://127.0.0.1:9/unused"))
+    try:
+        sc = tmp_path / "busy.yaml"
+        sc.write_text(
+            "name: busy\nline: {refer: busy}\ntiming: {max_duration_s: 60}\nturns:\n"
+            "  - say: 'Can I talk to a real person, please?'\n"  # a phrase: transfer, no LLM
+            "  - say: 'Yes. Please ask Sam to call me back about my wheel.'\n"
+        )
+        result, _ = asyncio.run(
+            run_one(load_scenario(sc), f"sip:agent@{LOCAL}:{sip_port}", tmp_path / "out", meters)
+        )
+        assert not result["error"], result["error"]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (row := only_call(store / "calls.db"))["announced"]:
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    # The REFER was reported busy (NOTIFY 486): the agent came back and offered a message.
+    assert [t["refer_to"] for t in result["transfers"]] == ["sip:frontdesk@127.0.0.1"], result["transfers"]
+    assert "leave a message" in result["turns"][0]["transcript"].lower(), result["turns"][0]
+    assert json.loads(row["transfer"])["ok"] is False and row["result"] == "caller hung up", row
+    # What the caller said next is the message (as tiny.en heard espeak: words may vary).
+    assert "wheel" in (row["message"] or "").lower(), row["message"]

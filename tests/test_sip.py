@@ -72,7 +72,8 @@ def test_baresip_hears_its_own_audio_from_the_echo_target(agent, tmp_path, speec
     assert len(windows) >= 5, "the caller's speech must have been sent"
     delays = [d for d, _ in windows]
     corrs = [c for _, c in windows]
-    assert all(0.45 < d < 0.7 for d in delays), f"echo delays {delays}"
+    # Every window but at most one (a lag estimate can lock onto a similar-sounding phrase).
+    assert sum(0.45 < d < 0.7 for d in delays) >= len(delays) - 1, f"echo delays {delays}"
     # Exact copies somewhere (> 0.98), and mostly close: a window in which a jitter buffer
     # dropped or repeated a frame correlates less, and a loaded machine adapts more often.
     assert max(corrs) > 0.98 and np.median(corrs) > 0.8, f"the echo must be the caller's audio: {corrs}"

@@ -254,3 +254,12 @@ def test_keys_create_prints_a_key_once_and_the_hash_that_admits_it():
     assert key.startswith("va_") and f"sha256: {hash_key(key)}" in proc.stdout
     assert "scopes: [calls:read, calls:write]" in proc.stdout
     assert cli("keys", "create", "--name", "crm", "--scope", "root").returncode == 2
+
+
+def test_an_unusable_store_folder_is_a_clear_start_up_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"store:\n  dir: {blocker / 'var'}\nsip:\n  enabled: false\nhttp:\n  enabled: false\n")
+    proc = cli("serve", "--config", str(cfg))
+    assert proc.returncode == 2 and "call store" in proc.stderr and "store.dir" in proc.stderr, proc.stderr

@@ -17,7 +17,7 @@ from agent.engines.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from agent.engines.worker import BACKGROUND, EngineWorker
 from agent.records.db import Database
 from agent.records.store import CallStore, Turn
-from agent.records.summary import Summarizer, check, parse_fields, transcript_text
+from agent.records.summary import Summarizer, check, left_message, parse_fields, transcript_text
 
 FIELDS = {
     "name": CollectField(description="the caller's name"),
@@ -197,3 +197,19 @@ def test_the_real_llm_gives_way_and_keeps_the_live_prompt_cached(llm):
         "".join(llm.background_chat(call, give_way=lambda: next(checks), max_tokens=40))
     assert list(llm._llm.input_ids[: llm._llm.n_tokens]) == cached
     assert "".join(llm.stream_chat(live, max_tokens=8, temperature=0)) == first
+
+
+def test_after_a_failed_transfer_the_callers_next_words_are_their_message():
+    def turns(*said: tuple[str, str]) -> list[dict]:
+        return [Turn(i, 1.0, text, "ok", False, action, {}).__dict__ for i, (text, action) in enumerate(said)]
+
+    failed = {"ok": False, "target": "desk"}
+    record = {
+        "transfer": failed,
+        "turns": turns(("Real person please", "transfer:desk"), ("Tell Sam to call me", "")),
+    }
+    assert left_message(record) == "Tell Sam to call me"
+    assert left_message({**record, "transfer": {"ok": True}}) is None
+    declined = {"transfer": failed, "turns": turns(("Real person", "transfer:desk"), ("No thanks.", ""))}
+    assert left_message(declined) is None
+    assert left_message({"transfer": failed, "turns": turns(("Real person", "transfer:desk"))}) is None

@@ -112,7 +112,9 @@ class HangupTool(_Strict):
 
 class TransferTool(_Strict):
     say: str = "Please hold, I'm transferring you to {target}."
-    unavailable: str = "I'm sorry, I can't connect you right now. Is there anything else I can help with?"
+    # Said when a transfer fails (busy, no answer, refused); the caller's next words, unless a
+    # "no", are kept as their message (the call record's `message`, in call.ended).
+    unavailable: str = "I'm sorry, nobody can take your call right now. Would you like to leave a message?"
     targets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]+$")], TransferTarget] = Field(
         min_length=1
     )

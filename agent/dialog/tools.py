@@ -48,7 +48,8 @@ def tool_instructions(tools: Tools) -> str:
         )
         lines.append(
             "When the caller asks for a person or a department, write [transfer:NAME] with NAME one of: "
-            f"{targets}."
+            f"{targets}. If nobody could take the call and the caller leaves a message, thank them and "
+            "say it will be passed on."
         )
     return " ".join(lines)
 

@@ -79,10 +79,16 @@ class CallRecord:
 
     def collected(self, name: str, value: str | None) -> None:
         """A value the caller gave on the keypad: kept in the record's fields at once."""
-        self.store.set_field(self.id, name, value)
+        try:
+            self.store.set_field(self.id, name, value)
+        except Exception:  # the call goes on without it rather than failing
+            log.exception("storing a collected field failed", call=self.id)
 
     def transferred(self, target: str, uri: str, ok: bool, mode: str = "blind") -> None:
-        self.store.transferred(self.id, target, uri, ok)
+        try:
+            self.store.transferred(self.id, target, uri, ok)
+        except Exception:
+            log.exception("storing a transfer failed", call=self.id)
         if self.metrics is not None:
             self.metrics.transfers.labels(mode, "connected" if ok else "failed").inc()
 

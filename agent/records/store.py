@@ -189,7 +189,11 @@ class CallStore:
         return bool(changed)
 
     def announce(
-        self, call_id: str, summary: str | None = None, fields: dict[str, Any] | None = None
+        self,
+        call_id: str,
+        summary: str | None = None,
+        fields: dict[str, Any] | None = None,
+        message: str | None = None,
     ) -> None:
         """Keep the post-call summary and fields, and raise `call.ended` (once per call). What
         the caller entered on the keypad (`set_field`) wins over the model's reading."""
@@ -200,9 +204,15 @@ class CallStore:
             )
             merged = {**(fields or {}), **keyed} if fields is not None or keyed else None
             changed = tx.execute(
-                "UPDATE calls SET summary = coalesce(?, summary), fields = coalesce(?, fields), announced = 1"
+                "UPDATE calls SET summary = coalesce(?, summary), fields = coalesce(?, fields),"
+                " message = coalesce(?, message), announced = 1"
                 " WHERE id = ? AND result IS NOT NULL AND announced = 0",
-                (summary, json.dumps(merged, allow_nan=False) if merged is not None else None, call_id),
+                (
+                    summary,
+                    json.dumps(merged, allow_nan=False) if merged is not None else None,
+                    message,
+                    call_id,
+                ),
             ).rowcount
             if changed:
                 self._emit(

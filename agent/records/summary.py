@@ -136,6 +136,25 @@ def _typed(v: str, f: CollectField) -> Any:
     return v[:200]
 
 
+DECLINES = re.compile(r"^\W*(no|nope|nah|no thanks|no thank you|not really|that's all|i'm good)\b\W*", re.I)
+
+
+def left_message(record: dict[str, Any]) -> str | None:
+    """What the caller said right after a transfer failed and they were offered to leave a
+    message (the dialplan's `unavailable` line), unless they declined."""
+    transfer = record.get("transfer") or {}
+    if transfer.get("ok", True):
+        return None
+    turns = record.get("turns", [])
+    asked = max((i for i, t in enumerate(turns) if t["action"].startswith("transfer:")), default=None)
+    if asked is None or asked + 1 >= len(turns):
+        return None
+    words = str(turns[asked + 1]["caller"]).strip()
+    if not words or (DECLINES.match(words) and len(words.split()) <= 4):
+        return None
+    return words
+
+
 class Summarizer:
     """Writes each ended call's summary and fields, then raises its call.ended."""
 
@@ -147,8 +166,10 @@ class Summarizer:
         """Never raises: whatever fails, the call's call.ended still goes out."""
         summary: str | None = None
         fields: dict[str, Any] | None = None
+        message: str | None = None
         try:
             record = self.store.get(call_id)
+            message = left_message(record) if record is not None else None
             if record is not None and plan is not None and record["turns"]:
                 text = transcript_text(record, plan.greeting)
                 if plan.summary:
@@ -166,8 +187,8 @@ class Summarizer:
         except Exception:  # a bug here must not keep call.ended from going out
             log.exception("post-call summary failed", call=call_id)
         # (Cancelled at shutdown: no call.ended yet; the next start summarizes the call again.)
-        self.store.announce(call_id, summary, fields)
-        log.info("call summarized", call=call_id, summary=summary, fields=fields)
+        self.store.announce(call_id, summary, fields, message)
+        log.info("call summarized", call=call_id, summary=summary, fields=fields, message=message)
 
     async def _ask(self, rules: str, transcript: str, max_tokens: int) -> str:
         messages: list[Message] = [
