@@ -70,3 +70,11 @@ def tts(config: Config):
     from agent.engines.factory import load_tts
 
     return load_tts(config)
+
+
+@pytest.fixture(scope="session")
+def meters(silero, stt):
+    """callsim's ears (its VAD and STT), for tests that place calls with callsim in-process."""
+    from callsim.runner import Meters
+
+    return Meters(silero, stt)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from callsim.reference import ReferenceTarget
-from callsim.runner import Meters, run_one
+from callsim.runner import run_one
 from callsim.scenario import load_scenario
 from tests.peers import LOCAL, free_port
 from tests.test_sip import serve
@@ -22,11 +22,6 @@ from tests.test_sip import serve
 pytestmark = [pytest.mark.models, pytest.mark.sip]
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "callsim/scenarios"
-
-
-@pytest.fixture(scope="module")
-def meters(silero, stt):
-    return Meters(silero, stt)
 
 
 def callsim(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess[str]:

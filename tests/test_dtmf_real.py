@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from callsim.runner import Meters, run_one
+from callsim.runner import run_one
 from callsim.scenario import load_scenario
-from tests.peers import LOCAL, free_port, read_log, run_sipp, sipp_call_scenario
-from tests.test_sip import serve
+from tests.peers import LOCAL, read_log, run_sipp, sipp_call_scenario
+from tests.test_sip import serve_plan
 
 pytestmark = [pytest.mark.models, pytest.mark.sip]
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,23 +39,11 @@ MENU_PLAN = {
 
 
 @pytest.fixture(scope="module")
-def meters(silero, stt):
-    return Meters(silero, stt)
-
-
-@pytest.fixture(scope="module")
 def agent(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("agent")
-    plans = tmp / "dialplans"
-    plans.mkdir()
     plan = yaml.safe_load((ROOT / "dialplans/default.yaml").read_text())
     plan.update(MENU_PLAN)
-    (plans / "default.yaml").write_text(yaml.safe_dump(plan))
-    port = free_port()
-    log = tmp / "agent.log"
-    proc, _ = serve(
-        tmp, f"sip:\n  host: {LOCAL}\n  port: {port}\ndialplans:\n  dir: {plans}\n", stderr_to=log
-    )
+    proc, port, log = serve_plan(tmp, "default", plan)
     yield port, log, tmp / "var" / "calls.db"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)

@@ -28,7 +28,7 @@ import pytest
 
 from agent.api.keys import hash_key
 from callsim.call import place_call
-from callsim.runner import Meters, run_one
+from callsim.runner import run_one
 from callsim.scenario import load_scenario
 from tests.peers import LOCAL, WebhookReceiver, free_port
 from tests.test_sip import serve
@@ -71,11 +71,6 @@ def loud_seconds(x: np.ndarray, rate: int) -> list[int]:
     """The whole seconds in which a channel carries speech-level audio."""
     n = len(x) // rate
     return [i for i in range(n) if np.sqrt(np.mean(x[i * rate : (i + 1) * rate] ** 2)) > 300]
-
-
-@pytest.fixture(scope="module")
-def meters(silero, stt):
-    return Meters(silero, stt)
 
 
 def test_a_call_is_stored_recorded_transcribed_and_its_events_delivered_once(tmp_path, meters):

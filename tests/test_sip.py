@@ -133,6 +133,22 @@ def test_hold_and_resume_reinvites_keep_the_call(agent, tmp_path):
     assert wait_until(lambda: agent.limiter.active == 0), "the call slot must be freed"
 
 
+def serve_plan(tmp: Path, name: str, plan: dict) -> tuple[subprocess.Popen[str], int, Path]:
+    """`voice-agent serve` on a free loopback port with one dialplan (as YAML data), its log
+    kept in tmp/agent.log; returns the process, the SIP port and the log."""
+    import yaml as pyyaml
+
+    plans = tmp / "dialplans"
+    plans.mkdir()
+    (plans / f"{name}.yaml").write_text(pyyaml.safe_dump(plan))
+    port = free_port()
+    log = tmp / "agent.log"
+    proc, _ = serve(
+        tmp, f"sip:\n  host: {LOCAL}\n  port: {port}\ndialplans:\n  dir: {plans}\n", stderr_to=log
+    )
+    return proc, port, log
+
+
 def serve(
     tmp_path: Path, yaml: str, cluster: bool = False, stderr_to: Path | None = None
 ) -> tuple[subprocess.Popen[str], list[dict]]:

@@ -124,16 +124,17 @@ def plan(**kw: object) -> Dialplan:
     return Dialplan.model_validate({"name": "clinic", "default": True, "greeting": "Clinic, hello.", **kw})
 
 
-def test_the_summary_and_fields_ride_on_call_ended(tmp_path: Path):
+def a_call(tmp_path: Path) -> tuple[CallStore, str]:
     store = CallStore(Database(tmp_path / "calls.db"))
     call = store.start(
-        sip_call_id="x",
-        transport="sip",
-        from_uri="sip:a@b",
-        to_uri="sip:c@d",
-        dialplan="clinic",
+        sip_call_id="x", transport="sip", from_uri="sip:a@b", to_uri="sip:c@d", dialplan="clinic",
         offered=time.time(),
-    )
+    )  # fmt: skip
+    return store, call
+
+
+def test_the_summary_and_fields_ride_on_call_ended(tmp_path: Path):
+    store, call = a_call(tmp_path)
     store.add_turn(call, Turn(0, 1.0, "This is Ann, call me back on 5550199123", "Will do.", False, "", {}))
     store.end(call, "caller hung up", announce=False)
     assert store.unannounced() == [call]
@@ -152,15 +153,7 @@ def test_the_summary_and_fields_ride_on_call_ended(tmp_path: Path):
 
 
 def test_call_ended_goes_out_even_when_the_llm_fails(tmp_path: Path):
-    store = CallStore(Database(tmp_path / "calls.db"))
-    call = store.start(
-        sip_call_id="x",
-        transport="sip",
-        from_uri="sip:a@b",
-        to_uri="sip:c@d",
-        dialplan="clinic",
-        offered=time.time(),
-    )
+    store, call = a_call(tmp_path)
     store.add_turn(call, Turn(0, 1.0, "Hello?", "Hi.", False, "", {}))
     store.end(call, "completed", announce=False)
     services = Services(FakeVAD(), FakeSTT(), FakeLLM(fail=True), {"joe": FakeTTS()}, "joe")

@@ -18,8 +18,8 @@ import yaml
 
 from callsim.runner import Meters, run_one
 from callsim.scenario import load_scenario
-from tests.peers import LOCAL, free_port, read_log
-from tests.test_sip import serve
+from tests.peers import LOCAL, read_log
+from tests.test_sip import serve_plan
 
 pytestmark = [pytest.mark.models, pytest.mark.sip]
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,23 +31,10 @@ LONG_GREETING = (
 
 
 @pytest.fixture(scope="module")
-def meters(silero, stt):
-    return Meters(silero, stt)
-
-
-@pytest.fixture(scope="module")
 def agent(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("agent")
-    plans = tmp / "dialplans"
-    plans.mkdir()
     plan = yaml.safe_load((ROOT / "dialplans/examples/bikeshop.yaml").read_text())
     plan["greeting"] = LONG_GREETING
-    (plans / "bikeshop.yaml").write_text(yaml.safe_dump(plan))
-    port = free_port()
-    log = tmp / "agent.log"
-    proc, _ = serve(
-        tmp, f"sip:\n  host: {LOCAL}\n  port: {port}\ndialplans:\n  dir: {plans}\n", stderr_to=log
-    )
+    proc, port, log = serve_plan(tmp_path_factory.mktemp("agent"), "bikeshop", plan)
     yield f"sip:bikeshop@{LOCAL}:{port}", log
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
