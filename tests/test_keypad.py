@@ -162,3 +162,12 @@ def test_a_key_hands_the_call_to_another_dialplan_which_greets_and_answers(tmp_p
     said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
     assert said[0] == "Other desk here." and said[-1] == "We open at nine.", said  # then a turn is answered
     assert [t.user_text for t in session.turns] == ["what are your hours"]
+
+
+def test_the_first_key_of_a_number_stops_the_prompt_being_said():
+    call = Call(menu=MENU, collect_digits={"order": ORDER})
+    call.greet()
+    prompt = call.only(ev.Say, call(ev.DtmfReceived("3", 2.0)))[0]
+    call(ev.ChunkStarted(prompt.reply, 2.1, ORDER["prompt"], -20.0))
+    out = call(ev.DtmfReceived("4", 2.5))
+    assert any(isinstance(c, ev.Flush) and c.reply == prompt.reply for c in out)

@@ -316,7 +316,7 @@ class TurnController:
             log.info("dtmf ignored", digit=digit)
             return
         self._silence.last_caller = t  # a caller pressing keys is not a silent one
-        if (r := self._reply) is not None and r.committed and r.timing is not None:
+        if (r := self._reply) is not None and r.committed:  # an answer, or a prompt being said
             r.stopped_at = (t, t)
             self._interrupt(r)
         self._keys(self.keypad.press(digit, t))
