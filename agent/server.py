@@ -18,6 +18,7 @@ from agent.dialog.prompt import Prompt, system_prompt
 from agent.dialog.services import Services
 from agent.dialog.session import CallSession
 from agent.dialog.tools import Transfer
+from agent.dialog.warm import WarmTransfer, briefing_text, hold_audio
 from agent.engines.factory import Engines, load_engines, load_tts, peak_rss_mb
 from agent.errors import StartupError
 from agent.http import HttpServer
@@ -105,11 +106,29 @@ class Server:
             record = None
         leg.record(record.recorder if record is not None else None)
 
+        joined: list[CallLeg] = []  # the human a warm transfer joined the caller to
+
         async def transfer(t: Transfer) -> bool:
-            ok = await leg.transfer(t.uri)
+            tool = session.plan.tools.transfer
+            target = tool.targets.get(t.target) if tool is not None else None
+            if target is None or target.mode == "blind" or self.sip is None:
+                ok = await leg.transfer(t.uri)
+                if record is not None:
+                    record.transferred(t.target, t.uri, ok)
+                return ok
+            assert tool is not None and self.services is not None
+            said = [turn.user_text for turn in session.turns[-3:]]
+            warm = WarmTransfer(
+                leg, self.sip.dial, self.services, target,
+                briefing_text(target, t.spoken, leg.info.from_uri, said),
+                hold_audio(tool.hold_audio), session.plan.voice,
+            )  # fmt: skip
+            outcome = await warm.run()
+            if outcome == "connected" and warm.human is not None:
+                joined.append(warm.human)
             if record is not None:
-                record.transferred(t.target, t.uri, ok)
-            return ok
+                record.transferred(t.target, t.uri, outcome == "connected", "warm", outcome)
+            return outcome == "connected"
 
         plans = {p.name: p for p in self.dialplans.plans}
         session = CallSession(
@@ -127,10 +146,12 @@ class Server:
             await session.run()  # errors: run_call logs them and hangs up
             result = session.outcome
         finally:
-            leg.record(None)
+            leg.record(None)  # the agent has left the call: the recording ends here
             if record is not None:
                 await record.finish(result, plan.greeting, announce=False)
                 self._after_call(record.id, plan)
+        for human in joined:  # caller and human talk on; the call slot stays taken meanwhile
+            await _either_ends(leg, human)
 
     def _after_call(self, call_id: str, plan: Dialplan | None) -> None:
         """The post-call summary, as background work; it raises the call's call.ended."""
@@ -277,3 +298,15 @@ class Server:
             dialplans=[p.name for p in self.dialplans.plans],
         )
         return True
+
+
+async def _either_ends(a: CallLeg, b: CallLeg) -> None:
+    """Until one of two joined calls ends; then the other is hung up too."""
+    waits = [asyncio.ensure_future(leg.ended.wait()) for leg in (a, b)]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    for leg in (a, b):
+        await leg.hangup()

@@ -308,21 +308,9 @@ class BaresipCall:
     log: str
 
 
-def baresip_call(
-    workdir: Path,
-    target: str,
-    wav_in: Path,
-    codec: str,
-    seconds: int = 12,
-    user: str = "caller",
-    password: str = "",
-) -> BaresipCall:
-    """Dial `target` with a WAV file as microphone; return both directions as recorded by baresip.
-    With `password`, baresip answers a digest challenge as `user`.
-
-    The WAV must be mono 16-bit at the codec's rate (8000 for PCMU/PCMA, 16000 for G722).
-    baresip hangs up when the file ends.
-    """
+def _baresip_setup(workdir: Path, wav_in: Path, account: str, listen_port: int = 0) -> tuple[Path, Path]:
+    """A baresip config folder (WAV file as microphone; what it hears and sends dumped as WAVs
+    into the returned dump folder) with one account line."""
     cfg = workdir / "baresip"
     dump = workdir / "dump"
     shutil.rmtree(dump, ignore_errors=True)
@@ -330,7 +318,7 @@ def baresip_call(
     dump.mkdir(parents=True)
     (cfg / "config").write_text(
         f"""poll_method epoll
-sip_listen {LOCAL}:{free_port()}
+sip_listen {LOCAL}:{listen_port or free_port()}
 audio_player aubridge,nil
 audio_alert aubridge,nil
 audio_source aufile,{wav_in}
@@ -348,9 +336,42 @@ module_app menu.so
 snd_path {dump}
 """
     )
-    name = "G722/16000/1" if codec == "G722" else codec  # baresip assumes 8000 Hz otherwise
+    (cfg / "accounts").write_text(account + "\n")
+    return cfg, dump
+
+
+def _baresip_result(dump: Path, output: str) -> BaresipCall:
+    dec = glob.glob(str(dump / "*-dec.wav"))
+    enc = glob.glob(str(dump / "*-enc.wav"))
+    if not dec or not enc:
+        raise AssertionError(f"baresip recorded nothing:\n{output[-5000:]}")
+    heard, rate = read_wav(dec[0])
+    sent, _ = read_wav(enc[0])
+    return BaresipCall(heard, sent, rate, output)
+
+
+def _codec_name(codec: str) -> str:
+    return "G722/16000/1" if codec == "G722" else codec  # baresip assumes 8000 Hz otherwise
+
+
+def baresip_call(
+    workdir: Path,
+    target: str,
+    wav_in: Path,
+    codec: str,
+    seconds: int = 12,
+    user: str = "caller",
+    password: str = "",
+) -> BaresipCall:
+    """Dial `target` with a WAV file as microphone; return both directions as recorded by baresip.
+    With `password`, baresip answers a digest challenge as `user`.
+
+    The WAV must be mono 16-bit at the codec's rate (8000 for PCMU/PCMA, 16000 for G722).
+    baresip hangs up when the file ends.
+    """
     auth = f";auth_pass={password}" if password else ""
-    (cfg / "accounts").write_text(f"<sip:{user}@{LOCAL}>;regint=0{auth};audio_codecs={name}\n")
+    account = f"<sip:{user}@{LOCAL}>;regint=0{auth};audio_codecs={_codec_name(codec)}"
+    cfg, dump = _baresip_setup(workdir, wav_in, account)
     proc = subprocess.run(
         ["baresip", "-f", str(cfg), "-n", LOCAL, "-e", f"/dial {target}", "-t", str(seconds)],
         capture_output=True,
@@ -358,13 +379,39 @@ snd_path {dump}
         timeout=seconds + 20,
         stdin=subprocess.DEVNULL,
     )
-    dec = glob.glob(str(dump / "*-dec.wav"))
-    enc = glob.glob(str(dump / "*-enc.wav"))
-    if not dec or not enc:
-        raise AssertionError(f"baresip recorded nothing:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-    heard, rate = read_wav(dec[0])
-    sent, _ = read_wav(enc[0])
-    return BaresipCall(heard, sent, rate, proc.stdout + proc.stderr)
+    return _baresip_result(dump, proc.stdout + proc.stderr)
+
+
+class BaresipPhone:
+    """A baresip on 127.0.0.1 waiting for a call (a human's phone), for at most `seconds`.
+    With `answer`, it picks up at once and talks with the WAV file (hanging up when it ends);
+    without, it rings until the caller gives up. `result()` is what it heard and sent."""
+
+    def __init__(self, workdir: Path, wav_in: Path, codec: str = "PCMU", answer: bool = True,
+                 seconds: int = 90, user: str = "human") -> None:  # fmt: skip
+        self.port = free_port()
+        self.uri = f"sip:{user}@{LOCAL}:{self.port}"
+        mode = "auto" if answer else "manual"
+        account = f"<sip:{user}@{LOCAL}>;regint=0;answermode={mode};audio_codecs={_codec_name(codec)}"
+        cfg, self._dump = _baresip_setup(workdir, wav_in, account, self.port)
+        self._proc = subprocess.Popen(
+            ["baresip", "-f", str(cfg), "-n", LOCAL, "-t", str(seconds)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._seconds = seconds
+        time.sleep(0.5)  # listening
+
+    def result(self) -> BaresipCall:
+        """Stop it (if still running) and return its recordings."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+        out, _ = self._proc.communicate(timeout=self._seconds + 20)
+        return _baresip_result(self._dump, out)
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.communicate(timeout=20)
 
 
 def best_lag(heard: np.ndarray, sent: np.ndarray) -> tuple[int, float]:

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from agent.dialog.dialplan import Dialplan
+from agent.dialog.dialplan import Dialplan, TransferTool
 from agent.dialog.services import Services
 from agent.dialog.session import CallSession
 from agent.dialog.tools import Transfer
@@ -214,6 +214,28 @@ def test_transfer_raises_an_event_and_an_unavailable_target_keeps_the_call():
     said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
     assert said == ["Transferring you to the desk.", "Nobody is free."]
     assert session.turns[0].action == "transfer:desk" and leg.hung_up_at is None
+
+
+def test_after_a_failed_transfer_the_next_words_are_a_message_even_with_a_transfer_phrase():
+    asked: list[Transfer] = []
+
+    async def on_transfer(t: Transfer) -> bool:
+        asked.append(t)
+        return False
+
+    llm = FakeLLM(["We open at nine."])
+    caller = np.concatenate(
+        [silence(0.3), burst(0.8), silence(4.0), burst(1.2, seed=1), silence(3.0), burst(0.8)]
+    )
+    stt = FakeSTT(["a real person please", "tell the real person to call me", "when do you open"])
+    session = run(
+        FakeLeg(caller, tail_s=4), plan(greeting=""), services(stt=stt, llm=llm), on_transfer=on_transfer
+    )
+    assert len(asked) == 1  # the message's "real person" started no second transfer
+    said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
+    assert said[2] == TransferTool.model_fields["message_taken"].default, said
+    assert said[3] == "We open at nine."  # and then the conversation goes on as before
+    assert [t.action for t in session.turns][:2] == ["transfer:desk", ""]
 
 
 def test_noise_only_turn_is_ignored_without_a_reply():

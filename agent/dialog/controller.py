@@ -53,6 +53,7 @@ class TurnController:
         self._in_speech = False
         self._closing = False  # saying goodbye: not interruptible, then hang up
         self._failures = 0  # caller turns in a row answered with the fallback line
+        self._message_next = False  # a transfer failed: the caller's next turn is a message
         self._silence = SilenceWatch(plan.silence)
         self.keypad = Keypad(plan.menu, plan.collect_digits)
         self._held: Reply | None = None  # paused while the caller talks over it (backchannel?)
@@ -198,7 +199,7 @@ class TurnController:
         assert r.timing is not None
         r.timing.speech_start = self._turn_start
         r.timing.speech_end, r.timing.turn_end = e.speech_end, e.t
-        self._turn_start = None
+        self._turn_start, self._message_next = None, False
         if r.user_text:
             self._caption("caller", r.user_text)
         self._set(State.THINKING)
@@ -211,7 +212,7 @@ class TurnController:
             self._turns_started += 1
         timing.index = self._turn_index
         r = self._reply = Reply(next(self._ids), timing, committed)
-        self._emit(ev.StartReply(r.id, timing.index, audio, committed))
+        self._emit(ev.StartReply(r.id, timing.index, audio, committed, self._message_next))
         return r
 
     def _say(self, text: str, actions: tuple[Action, ...] = ()) -> None:
@@ -387,6 +388,7 @@ class TurnController:
         self._set(State.LISTENING)
         assert self.plan.tools.transfer is not None
         self._say(self.plan.tools.transfer.unavailable)
+        self._message_next = True
 
     def _on_timer(self, name: str, t: float) -> None:
         if name == ECHO_GATE:

@@ -98,11 +98,34 @@ class SilenceParams(_Strict):
         return self
 
 
+BRIEFING_FIELDS = ("caller", "said", "target")
+
+
 class TransferTarget(_Strict):
     uri: str = Field(pattern=r"^(sips?|tel):")
     spoken: str = ""  # how the agent names it ("the front desk"); default: the key
     description: str = ""  # what the LLM is told this target is for
     phrases: list[str] = []  # caller phrases that transfer straight away, no LLM
+    # blind: SIP REFER, the caller's side places the new call. warm: the agent calls the
+    # target itself with the caller on hold, briefs the human, and joins the two calls.
+    mode: Literal["blind", "warm"] = "blind"
+    ring_timeout_s: float = Field(25.0, gt=0, le=120)  # warm: unanswered by then = no answer
+    decide_timeout_s: float = Field(12.0, gt=0, le=60)  # warm: after the briefing, for 1/2 or yes/no
+    # warm: what the human hears (the caller never does): {caller} their number or name,
+    # {said} the caller's last words to the agent, {target} this target's spoken name.
+    briefing: str = (
+        "Hello, this is the voice agent with a caller, {caller}. They said: {said}. "
+        "Press 1 or say yes to take the call; press 2 or say no to decline."
+    )
+
+    @field_validator("briefing")
+    @classmethod
+    def _briefing_fields(cls, v: str) -> str:
+        try:
+            v.format(**dict.fromkeys(BRIEFING_FIELDS, "x"))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"placeholders allowed: {{caller}}, {{said}}, {{target}} ({exc!r})") from None
+        return v
 
 
 class HangupTool(_Strict):
@@ -115,9 +138,15 @@ class TransferTool(_Strict):
     # Said when a transfer fails (busy, no answer, refused); the caller's next words, unless a
     # "no", are kept as their message (the call record's `message`, in call.ended).
     unavailable: str = "I'm sorry, nobody can take your call right now. Would you like to leave a message?"
+    # Said after the caller's words that follow `unavailable` (unless a "no"): those words are
+    # the message, kept as they are (no LLM, no tool runs on them).
+    message_taken: str = "Thank you, I'll pass your message on. Is there anything else I can help you with?"
     targets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]+$")], TransferTarget] = Field(
         min_length=1
     )
+    # What a caller on hold hears during a warm transfer: "tone" (a soft two-note chime every
+    # few seconds), or a WAV file (any rate, mono; a path relative to the dialplan's folder).
+    hold_audio: str = "tone"
 
     @field_validator("say")
     @classmethod
@@ -307,7 +336,15 @@ def load_dialplan(path: Path) -> Dialplan:
     data, lines = load_yaml(path)
     if isinstance(data, dict) and "name" not in data:
         data = {**data, "name": path.stem}
-    return validate(Dialplan, data, path, lines)
+    plan = validate(Dialplan, data, path, lines)
+    transfer = plan.tools.transfer
+    if transfer is not None and transfer.hold_audio != "tone":  # a file beside the dialplan
+        audio = (path.parent / transfer.hold_audio).resolve()
+        if not audio.is_file():
+            raise ConfigError(f"{path}: tools.transfer.hold_audio: {transfer.hold_audio}: no such file")
+        transfer = transfer.model_copy(update={"hold_audio": str(audio)})
+        plan = plan.model_copy(update={"tools": plan.tools.model_copy(update={"transfer": transfer})})
+    return plan
 
 
 def load_dialplans(folder: Path) -> Dialplans:

@@ -125,12 +125,14 @@ Event = (
 
 @dataclass(frozen=True)
 class StartReply:
-    """Transcribe `audio` and answer it; plays nothing until committed."""
+    """Transcribe `audio` and answer it; plays nothing until committed. `message`: the words
+    are a message for someone who could not take the call (thank the caller; no LLM, no tools)."""
 
     reply: int
     turn: int
     audio: np.ndarray = field(repr=False)
     committed: bool
+    message: bool = False
 
 
 @dataclass(frozen=True)

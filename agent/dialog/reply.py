@@ -22,7 +22,7 @@ from agent.dialog.events import ChunkSynthesised, Event, FirstToken, ReplyDone, 
 from agent.dialog.playout import Playout
 from agent.dialog.prompt import Prompt, readback
 from agent.dialog.services import Services
-from agent.dialog.tools import Action, Hangup, Transfer, action_from_phrase
+from agent.dialog.tools import Action, Hangup, Transfer, action_from_phrase, declined
 from agent.engines.base import CancelToken, EngineError
 from agent.engines.tts import SpeechChunk
 from agent.telephony.call import CallLeg
@@ -45,6 +45,7 @@ class Reply:
         committed: bool = True,
         ack: SpeechChunk | None = None,
         fallback: SpeechChunk | None = None,
+        message: bool = False,
     ) -> None:
         self.id = reply_id
         self._services = services
@@ -62,6 +63,7 @@ class Reply:
         self._chunks: asyncio.Queue[str | SpeechChunk | None] = asyncio.Queue()
         self._ack = ack
         self._fallback = fallback
+        self._message = message  # the caller's words are a message (see StartReply)
         self._tasks = [
             asyncio.ensure_future(self._produce(audio, script[0] if script else None)),
             asyncio.ensure_future(self._speak_chunks()),
@@ -88,6 +90,10 @@ class Reply:
             assert audio is not None
             text = await self._transcribe(audio)
             if not text:
+                return
+            transfer = self._plan.tools.transfer
+            if self._message and transfer is not None and not declined(text):  # kept, not acted on
+                self._say(transfer.message_taken)
                 return
             action = action_from_phrase(text, self._plan.tools)
             if action is not None:

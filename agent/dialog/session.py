@@ -71,6 +71,7 @@ class CallSession:
         self.find_plan = find_plan  # for a menu key that hands the call to another dialplan
         self._lines: asyncio.Future[None] | None = None
         self._ended_by: Literal["caller", "agent", "transfer"] | None = None
+        self._handed_over = asyncio.Event()  # a transfer worked: the agent is out of the call
         self._keys_pressed = 0
         self.detector = TurnDetector(services.vad.stream(leg.sample_rate), plan.turn)
         self.prompt, self.controller = self._conversation(plan)
@@ -124,13 +125,16 @@ class CallSession:
             asyncio.ensure_future(self._read_dtmf()),
         ]
         self.post(ev.Started(time.monotonic()))
+        listening = asyncio.ensure_future(self._listen())
+        handed_over = asyncio.ensure_future(self._handed_over.wait())
         try:
-            async for frame in self.leg.frames():
-                for event in self.detector.feed(frame, time.monotonic()):
-                    self.post(event)
-                if self.controller.ended:
-                    break
+            # A transfer that joined the caller to a human may leave no frame to wake the loop.
+            await asyncio.wait({listening, handed_over}, return_when=asyncio.FIRST_COMPLETED)
+            if listening.done():
+                listening.result()  # its error, if any, is the call's
         finally:
+            listening.cancel()
+            handed_over.cancel()
             if not self.controller.ended:
                 self._ended_by = self._ended_by or "caller"
                 self.post(ev.CallerLeft(time.monotonic()))
@@ -146,6 +150,13 @@ class CallSession:
             log.info(
                 "session ended", turns=len(self.turns), seconds=round(time.monotonic() - self._started, 1)
             )
+
+    async def _listen(self) -> None:
+        async for frame in self.leg.frames():
+            for event in self.detector.feed(frame, time.monotonic()):
+                self.post(event)
+            if self.controller.ended:
+                break
 
     def post(self, event: ev.Event) -> None:
         """Hand an event to the controller and carry out its commands (any loop callback)."""
@@ -249,7 +260,7 @@ class CallSession:
             self._acks_used += 1
         return Reply(
             c.reply, self.services, self.plan, self.prompt, self.leg, self.post,
-            audio=c.audio, committed=c.committed, ack=ack, fallback=self._fallback,
+            audio=c.audio, committed=c.committed, ack=ack, fallback=self._fallback, message=c.message,
         )  # fmt: skip
 
     async def _prepare(self, audio: np.ndarray) -> None:
@@ -300,6 +311,8 @@ class CallSession:
         if ok and self.metrics is not None:
             self.metrics.calls.labels(self.leg.info.transport, "transferred").inc()
         self.post(ev.TransferResult(ok, time.monotonic()))
+        if ok:
+            self._handed_over.set()
 
     def _record(self, timing: TurnTiming) -> None:
         log.info("turn record", **timing.as_log())

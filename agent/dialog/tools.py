@@ -85,3 +85,11 @@ def action_from_phrase(text: str, tools: Tools) -> Action | None:
     if tools.hangup and _has_phrase(text, tools.hangup.phrases):
         return Hangup()
     return None
+
+
+DECLINES = re.compile(r"^\W*(no|nope|nah|no thanks|no thank you|not really|that's all|i'm good)\b\W*", re.I)
+
+
+def declined(text: str) -> bool:
+    """A short "no" (to an offer to take a message, say)."""
+    return bool(DECLINES.match(text)) and len(text.split()) <= 4

@@ -84,13 +84,16 @@ class CallRecord:
         except Exception:  # the call goes on without it rather than failing
             log.exception("storing a collected field failed", call=self.id)
 
-    def transferred(self, target: str, uri: str, ok: bool, mode: str = "blind") -> None:
+    def transferred(self, target: str, uri: str, ok: bool, mode: str = "blind", outcome: str = "") -> None:
+        """A transfer's outcome: `connected`, or why not (`busy`, `no_answer`, `declined`,
+        `failed`, `caller_left`)."""
+        outcome = outcome or ("connected" if ok else "failed")
         try:
-            self.store.transferred(self.id, target, uri, ok)
+            self.store.transferred(self.id, target, uri, ok, mode, outcome)
         except Exception:
             log.exception("storing a transfer failed", call=self.id)
         if self.metrics is not None:
-            self.metrics.transfers.labels(mode, "connected" if ok else "failed").inc()
+            self.metrics.transfers.labels(mode, outcome).inc()
 
     async def finish(self, result: Result, greeting: str = "", announce: bool = True) -> None:
         """The call is over: close the recording, write the transcript, end the record (and

@@ -137,14 +137,15 @@ class CallStore:
                 ),
             )  # fmt: skip
 
-    def transferred(self, call_id: str, target: str, uri: str, ok: bool) -> None:
+    def transferred(
+        self, call_id: str, target: str, uri: str, ok: bool, mode: str = "blind", outcome: str = ""
+    ) -> None:
         """A transfer was tried: its outcome, and `call.transferred` when it worked."""
         now = self.clock()
+        outcome = outcome or ("connected" if ok else "failed")
+        about = {"target": target, "uri": uri, "ok": ok, "mode": mode, "outcome": outcome}
         with self.db.transaction() as tx:
-            tx.execute(
-                "UPDATE calls SET transfer = ? WHERE id = ?",
-                (json.dumps({"target": target, "uri": uri, "ok": ok}), call_id),
-            )
+            tx.execute("UPDATE calls SET transfer = ? WHERE id = ?", (json.dumps(about), call_id))
             if ok:
                 self._emit(tx, "call.transferred", call_id, {"call": self._record(tx, call_id)}, now)
         self.on_event()

@@ -18,6 +18,7 @@ import structlog
 from agent.dialog.dialplan import CollectField, Dialplan
 from agent.dialog.prompt import spoken_digits
 from agent.dialog.services import Services
+from agent.dialog.tools import declined
 from agent.engines.base import EngineError
 from agent.engines.llm import Message
 from agent.records.store import CallStore
@@ -136,9 +137,6 @@ def _typed(v: str, f: CollectField) -> Any:
     return v[:200]
 
 
-DECLINES = re.compile(r"^\W*(no|nope|nah|no thanks|no thank you|not really|that's all|i'm good)\b\W*", re.I)
-
-
 def left_message(record: dict[str, Any]) -> str | None:
     """What the caller said right after a transfer failed and they were offered to leave a
     message (the dialplan's `unavailable` line), unless they declined."""
@@ -150,7 +148,7 @@ def left_message(record: dict[str, Any]) -> str | None:
     if asked is None or asked + 1 >= len(turns):
         return None
     words = str(turns[asked + 1]["caller"]).strip()
-    if not words or (DECLINES.match(words) and len(words.split()) <= 4):
+    if not words or declined(words):
         return None
     return words
 

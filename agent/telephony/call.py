@@ -90,6 +90,12 @@ class CallLeg(Protocol):
         """Press keys on the far end (SIP: RFC 4733 events). False if the transport cannot."""
         ...
 
+    async def connect(self, other: CallLeg) -> bool:
+        """Join this call's audio to `other`'s, both ways, and take the agent out of both (a
+        warm transfer's bridge). The two stay joined until either ends; then the other is hung
+        up. False if the transport cannot join these two."""
+        ...
+
     def notify(self, event: dict[str, Any]) -> None:
         """Show the caller's side an event (call state, captions) if the transport has a channel
         for it (WebRTC's data channel); the others ignore it."""
@@ -98,6 +104,21 @@ class CallLeg(Protocol):
 
 CallHandler = Callable[[CallLeg], Awaitable[None]]
 Router = Callable[[CallInfo], CallHandler | None]
+
+
+@dataclass
+class Dialed:
+    """How an outgoing call went: `leg` once answered, else the final SIP status (486 busy,
+    603 declined, 408 no answer in time, 503 no line free) and its reason."""
+
+    leg: CallLeg | None
+    code: int
+    reason: str = ""
+    ringing_at: float | None = None  # time.monotonic() of its first 18x, if any came
+
+
+# Place a call to a URI, giving up (CANCEL) after `ring_timeout_s`.
+Dialer = Callable[[str, float], Awaitable[Dialed]]
 
 
 class BridgedLeg:
@@ -160,6 +181,9 @@ class BridgedLeg:
 
     async def send_dtmf(self, digits: str) -> bool:
         return False  # transports with keys override this
+
+    async def connect(self, other: CallLeg) -> bool:
+        return False  # transports that can bridge two calls override this
 
     def notify(self, event: dict[str, Any]) -> None:
         pass  # transports with a side channel override this

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pjsua2 as pj
 import structlog
@@ -19,37 +19,26 @@ from agent.config import SipConfig
 from agent.errors import StartupError
 from agent.metrics import Metrics
 from agent.telephony.admission import Admission, Rejection
-from agent.telephony.call import CallHandler, CallInfo, Router
+from agent.telephony.call import CallHandler, CallInfo, Dialed, Router
 from agent.telephony.callbook import CallBook, CallRejected
 from agent.telephony.limits import CallLimiter
 from agent.telephony.media import FrameBridge
-from agent.telephony.pjhost import guarded
+from agent.telephony.pjlib import LogWriter, start_library
 from agent.telephony.pjthread import PjsipThread
 from agent.telephony.sipcall import FramePort, SipCall, SipLeg
 from agent.telephony.sipreg import SipAccount, account_config
-from agent.telephony.siptext import SipParseError, parse, request_uri, uri_user
+from agent.telephony.siptext import request_uri, uri_user, user_agent
 
 log = structlog.get_logger("sip")
+T = TypeVar("T")
 
 # pjsua2-python is compiled with PJSUA_MAX_CALLS = 4 (a larger maxCalls is clamped): pjsua itself
 # answers 486 to a fifth concurrent call, before our limiter sees it. See agent/cluster.py.
 PJSUA_MAX_CALLS = 4
 
 
-_PJ_LEVELS = {0: "error", 1: "error", 2: "warning", 3: "info"}
-
-
 class SipError(StartupError):
     """The SIP endpoint could not start (e.g. its port is taken)."""
-
-
-class _LogWriter(pj.LogWriter):
-    """pjsip's own log lines into structlog (any pjsip thread)."""
-
-    @guarded
-    def write(self, entry: pj.LogEntry) -> None:
-        level = _PJ_LEVELS.get(entry.level, "debug")
-        getattr(log, level)("pjsip", msg=entry.msg.strip(), thread=entry.threadName)
 
 
 class SipEndpoint:
@@ -67,7 +56,7 @@ class SipEndpoint:
         self._loop: asyncio.AbstractEventLoop | None = None
         # pjsip-thread state: every pjsua2 object we hold a reference to is in here.
         self._ep: pj.Endpoint | None = None
-        self._writer: _LogWriter | None = None
+        self._writer: LogWriter | None = None
         self._account: SipAccount | None = None
         self._calls: dict[int, SipCall] = {}
         self._reap: list[int] = []
@@ -148,6 +137,70 @@ class SipEndpoint:
             log.warning("transfer failed", uri=uri, error=reason)
             return 0
 
+    async def dial(self, uri: str, ring_timeout_s: float = 30.0) -> Dialed:
+        """Place a call to `uri` (directly, or via the registrar's account); after `ring_timeout_s`
+        unanswered it is cancelled (408). The answered leg is the caller's to hang up."""
+        assert self._loop is not None
+        loop = self._loop
+        outcome: asyncio.Future[Dialed] = loop.create_future()
+        rang: list[float | None] = [None]  # when it started ringing (loop side)
+
+        def do() -> SipLeg:
+            if self._account is None:
+                raise RuntimeError("SIP is not running")
+            call = SipCall(self, self._account)
+            prm = pj.CallOpParam(True)
+            prm.opt.audioCount, prm.opt.videoCount = 1, 0
+            call.makeCall(uri, prm)
+            ci = call.getInfo()
+            info = CallInfo(ci.callIdString, "sip", ci.localUri, ci.remoteUri, uri_user(uri))
+            leg = SipLeg(info, FrameBridge(loop), self, call.getId())
+            call.leg = leg
+            call.on_answered = lambda: self.post(_settle, outcome, Dialed(leg, 200, ringing_at=rang[0]))
+            call.on_ringing = lambda: self.post(rang.__setitem__, 0, time.monotonic())
+            leg.failed = lambda code, why: _settle(
+                outcome, Dialed(None, code, why, rang[0])
+            )  # before any event
+            self._calls[call.getId()] = call
+            return leg
+
+        started = time.monotonic()
+        try:
+            leg = await self._thread.call(do)
+        except (RuntimeError, pj.Error) as exc:  # no free call slot, a bad URI
+            reason = exc.reason if isinstance(exc, pj.Error) else str(exc)
+            log.warning("call not placed", uri=uri, error=reason)
+            return Dialed(None, 503, reason)
+        if not leg.ended.is_set():
+            self.legs[leg.info.call_id] = leg
+        try:
+            dialed = await asyncio.wait_for(asyncio.shield(outcome), ring_timeout_s)
+        except TimeoutError:
+            await leg.hangup()  # CANCEL
+            dialed = Dialed(None, 408, "no answer", rang[0])
+        except asyncio.CancelledError:
+            await leg.hangup()
+            raise
+        log.info("outgoing call", uri=uri, code=dialed.code, reason=dialed.reason,
+                 seconds=round(time.monotonic() - started, 2))  # fmt: skip
+        return dialed
+
+    async def connect(self, a: int, b: int) -> bool:
+        """Join two calls' audio in the conference bridge (see `SipCall.join`)."""
+
+        def do() -> None:
+            first, second = self._calls.get(a), self._calls.get(b)
+            if first is None or second is None:
+                raise RuntimeError("a call has ended")
+            first.join(second)
+
+        try:
+            await self._thread.call(do)
+        except (RuntimeError, pj.Error) as exc:
+            log.warning("calls not bridged", error=exc.reason if isinstance(exc, pj.Error) else str(exc))
+            return False
+        return True
+
     @property
     def alive(self) -> bool:
         """The pjsip thread runs (a dead one answers nothing)."""
@@ -177,6 +230,8 @@ class SipEndpoint:
 
     def _on_leg_ended(self, leg: SipLeg, code: int, reason: str) -> None:
         self.legs.pop(leg.info.call_id, None)
+        if leg.failed is not None:  # an outgoing call that ended unanswered (or its answer came late)
+            leg.failed(code, reason)
         duration = time.time() - leg.info.started_at
         log.info(
             "call ended", call_id=leg.info.call_id, code=code, reason=reason, duration_s=round(duration, 2)
@@ -202,50 +257,10 @@ class SipEndpoint:
             raise SipError(f"SIP endpoint on {where} failed to start: {exc.info(True).strip()}") from None
 
     def _start_pjsua(self) -> None:
-        cfg = self.cfg
-        ep = self._ep = pj.Endpoint()
-        ep.libCreate()
-        ec = pj.EpConfig()
-        ec.uaConfig.threadCnt = 0  # we poll: every callback runs on this thread
-        ec.uaConfig.mainThreadOnly = False
-        ec.uaConfig.maxCalls = PJSUA_MAX_CALLS
-        ec.uaConfig.userAgent = cfg.user_agent
-        self._writer = _LogWriter()
-        ec.logConfig.writer = self._writer
-        ec.logConfig.level = cfg.log_level
-        ec.logConfig.consoleLevel = cfg.log_level
-        ec.logConfig.decor = 0
-        ec.medConfig.clockRate = 16000  # the bridge (and our frames) run at 16 kHz
-        ec.medConfig.sndClockRate = 16000
-        ec.medConfig.audioFramePtime = 20
-        ec.medConfig.ptime = 20
-        ec.medConfig.noVad = True  # keep sending RTP through silence
-        ec.medConfig.ecTailLen = 0  # no echo canceller: we have no speaker/mic
-        ep.libInit(ec)
-        for name in cfg.transports:
-            tc = pj.TransportConfig()
-            tc.port = cfg.port
-            tc.boundAddress = "" if cfg.host in ("0.0.0.0", "::") else cfg.host
-            if cfg.public_address:
-                tc.publicAddress = cfg.public_address
-            kind = pj.PJSIP_TRANSPORT_UDP if name == "udp" else pj.PJSIP_TRANSPORT_TCP
-            tid = ep.transportCreate(kind, tc)
-            self.addresses.append(f"{name}:{ep.transportGetInfo(tid).localName}")
-        ep.audDevManager().setNullDev()  # no sound card; its clock drives the bridge
-        ep.libStart()
-        self._set_codecs(ep)
+        self._writer = LogWriter()
+        self._ep, self.addresses = start_library(self.cfg, self._writer, PJSUA_MAX_CALLS)
         self._account = SipAccount(self)
-        self._account.create(account_config(cfg, self.addresses))
-
-    def _set_codecs(self, ep: pj.Endpoint) -> None:
-        wanted = [c.upper() for c in self.cfg.codecs]
-        available = [c.codecId for c in ep.codecEnum2()]
-        for codec_id in available:
-            rank = next((i for i, w in enumerate(wanted) if codec_id.upper().startswith(w)), None)
-            ep.codecSetPriority(codec_id, 0 if rank is None else 255 - rank)
-        missing = [w for w in wanted if not any(a.upper().startswith(w) for a in available)]
-        if missing:
-            log.warning("codecs not available in this pjsip build", codecs=missing, available=available)
+        self._account.create(account_config(self.cfg, self.addresses))
 
     def _poll(self, ms: int) -> None:
         assert self._ep is not None
@@ -313,7 +328,7 @@ class SipEndpoint:
             remote_addr=prm.rdata.srcAddress,
         )
         bound = log.bind(call_id=info.call_id, to=info.to_user, caller=info.from_uri, source=info.remote_addr)
-        rejection = self._admission.check(info.remote_addr, time.monotonic(), _user_agent(request))
+        rejection = self._admission.check(info.remote_addr, time.monotonic(), user_agent(request))
         if rejection is not None:
             bound.warning("call rejected", code=rejection.code, reason=rejection.reason)
             result = {403: "rejected_forbidden", 486: "rejected_busy"}.get(rejection.code, "rejected_rate")
@@ -363,20 +378,18 @@ class SipEndpoint:
                 log.info("held rejection not sent", code=rejection.code, error=exc.reason)
 
     def on_disconnected(self, call: SipCall, code: int, reason: str) -> None:
-        if call.leg is not None:
+        if call.leg is not None and not call.outbound:
             self._admission.call_ended(call.leg.info.remote_addr)
         if call.leg is not None:
             self.post(self._on_leg_ended, call.leg, code, reason)
+        peer, call.peer = call.peer, None
+        if peer is not None:  # a bridge ends with either of its calls
+            peer.peer = None
+            with contextlib.suppress(pj.Error):
+                peer.end()
         self._reap.append(call.getId())
 
 
-def _settle(fut: asyncio.Future[int], code: int) -> None:
+def _settle(fut: asyncio.Future[T], value: T) -> None:
     if not fut.done():
-        fut.set_result(code)
-
-
-def _user_agent(request: str) -> str:
-    try:
-        return parse(request.encode()).get("user-agent")
-    except (SipParseError, UnicodeError):
-        return ""
+        fut.set_result(value)

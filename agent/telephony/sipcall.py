@@ -60,12 +60,16 @@ class FramePort(pj.AudioMediaPort):
 class SipCall(pj.Call):
     """pjsua2 call with our callbacks; owned by the endpoint's registry on the pjsip thread."""
 
-    def __init__(self, endpoint: SipHost, account: pj.Account, call_id: int) -> None:
+    def __init__(self, endpoint: SipHost, account: pj.Account, call_id: int = pj.PJSUA_INVALID_ID) -> None:
         super().__init__(account, call_id)
         self.endpoint = endpoint
         self.leg: SipLeg | None = None
         self.port: FramePort | None = None
         self.on_transfer_status: Callable[[int], None] | None = None  # set by a pending REFER
+        self.outbound = call_id == pj.PJSUA_INVALID_ID  # we placed it (makeCall)
+        self.on_answered: Callable[[], None] | None = None  # an outgoing call's 200 OK
+        self.on_ringing: Callable[[], None] | None = None  # its first 18x
+        self.peer: SipCall | None = None  # the call whose audio is joined to ours (a bridge)
 
     def respond(self, code: int, reason: str = "", retry_after_s: int = 0) -> None:
         prm = pj.CallOpParam()
@@ -88,6 +92,12 @@ class SipCall(pj.Call):
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         ci = self.getInfo()
         log.debug("call state", call_id=ci.callIdString, state=ci.stateText, code=ci.lastStatusCode)
+        if ci.state == pj.PJSIP_INV_STATE_EARLY and self.on_ringing is not None:
+            self.on_ringing()
+            self.on_ringing = None
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and self.on_answered is not None:
+            self.on_answered()
+            self.on_answered = None
         if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.endpoint.on_disconnected(self, ci.lastStatusCode, ci.lastReason)
 
@@ -103,6 +113,9 @@ class SipCall(pj.Call):
             ):
                 continue
             media = self.getAudioMedia(mi.index)
+            if self.peer is not None:  # bridged: a re-INVITE's new media joins the peer's
+                self.join(self.peer)
+                continue
             if self.port is None:
                 self.port = self.endpoint.acquire_port(self.leg.bridge)
             # Re-INVITEs may bring a new media object: (re)connect both directions.
@@ -110,6 +123,18 @@ class SipCall(pj.Call):
             self.port.startTransmit(media)
             si = self.getStreamInfo(mi.index)
             self.endpoint.post(self.leg.set_media, f"{si.codecName}/{si.codecClockRate}", si.remoteRtpAddress)
+
+    def join(self, other: SipCall) -> None:
+        """Our audio to `other` and its audio to us, the agent's port out of both (pjsip
+        thread; raises pj.Error if either has no active audio)."""
+        mine, theirs = self.getAudioMedia(-1), other.getAudioMedia(-1)
+        for call, media in ((self, mine), (other, theirs)):
+            if call.port is not None:
+                media.stopTransmit(call.port)
+                call.port.stopTransmit(media)
+        mine.startTransmit(theirs)
+        theirs.startTransmit(mine)
+        self.peer, other.peer = other, self
 
     @guarded
     def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
@@ -176,6 +201,7 @@ class SipLeg(BridgedLeg):
         super().__init__(info, bridge)
         self._endpoint = endpoint
         self._pj_call_id = pj_call_id
+        self.failed: Callable[[int, str], None] | None = None  # an outgoing call's unanswered end
 
     def set_media(self, codec: str, remote: str) -> None:
         if self.info.codec != codec:
@@ -188,6 +214,12 @@ class SipLeg(BridgedLeg):
 
     async def send_dtmf(self, digits: str) -> bool:
         return await self._endpoint.send_dtmf(self._pj_call_id, digits)
+
+    async def connect(self, other: object) -> bool:
+        """Bridge in pjsua's conference (see `CallLeg.connect`): only two calls of one endpoint."""
+        if not isinstance(other, SipLeg) or other._endpoint is not self._endpoint:
+            return False
+        return await self._endpoint.connect(self._pj_call_id, other._pj_call_id)
 
     async def transfer(self, uri: str) -> bool:
         """Blind transfer (REFER); True once the caller reports the new call answered."""

@@ -143,6 +143,14 @@ def request_uri(message: str, method: str = "INVITE") -> str:
     return parts[1] if len(parts) == 3 and parts[0] == method and parts[2] == "SIP/2.0" else ""
 
 
+def user_agent(message: str) -> str:
+    """A message's User-Agent ('' if none, or if the message does not parse)."""
+    try:
+        return parse(message.encode()).get("user-agent")
+    except (SipParseError, UnicodeError):
+        return ""
+
+
 def request(method: str, uri: str, headers: list[tuple[str, str]], body: str = "") -> SipMessage:
     """A request; Content-Length is added when encoded."""
     return SipMessage(f"{method} {uri} SIP/2.0", [(k.lower(), v) for k, v in headers], body)
