@@ -1,4 +1,4 @@
-"""`voice-agent` command line: serve, check, models, calls, keys."""
+"""`voice-agent` command line: serve, check, models, calls, call, keys."""
 
 from __future__ import annotations
 
@@ -45,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     calls.add_argument("--since", help="e.g. 2h, 7d, 2026-12-01 or 2026-12-01T09:00:00Z")
     calls.add_argument("--limit", type=int, default=50)
     calls.add_argument("--json", action="store_true", help="one JSON record per line")
+    call = with_config(sub.add_parser("call", help="place an outgoing call through the running agent"))
+    call.add_argument("to", help="sip:, sips: or tel: URI")
+    call.add_argument("--dialplan", required=True)
+    call.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a dialplan variable")
+    call.add_argument("--no-amd", action="store_true", help="no answering-machine detection")
+    call.add_argument("--key", help="API key with calls:write (default: $VOICE_AGENT_API_KEY)")
+    call.add_argument("--wait", action="store_true", help="follow the call until it ends; print its result")
+    call.add_argument("--timeout", type=float, default=600.0, help="of --wait, in seconds")
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="make a key: print it once, and the config lines that admit it")
     create.add_argument("--name", required=True)
@@ -139,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             from agent.records.listing import main as calls_main
 
             return calls_main(cfg, args.since, args.json, args.limit)
+        if args.command == "call":
+            from agent.api.client import main as call_main
+
+            return call_main(cfg, args.to, args.dialplan, args.var, not args.no_amd, args.key, args.wait,
+                             args.timeout)  # fmt: skip
         if args.command == "check":
             from agent.check import main as check_main
 

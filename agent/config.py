@@ -199,8 +199,12 @@ class WebRtcConfig(_Section):
         return v
 
 
-WEBHOOK_EVENTS = ("call.started", "call.answered", "call.transferred", "call.ended", "recording.ready")
-WebhookEvent = Literal["call.started", "call.answered", "call.transferred", "call.ended", "recording.ready"]
+WEBHOOK_EVENTS = (
+    "call.started", "call.ringing", "call.answered", "call.transferred", "call.ended", "recording.ready",
+)  # fmt: skip
+WebhookEvent = Literal[
+    "call.started", "call.ringing", "call.answered", "call.transferred", "call.ended", "recording.ready"
+]
 SCOPES = ("calls:read", "calls:write", "speech")
 Scope = Literal["calls:read", "calls:write", "speech"]
 
@@ -246,6 +250,14 @@ class ApiKeyConfig(_Section):
 
 class ApiConfig(_Section):
     keys: list[ApiKeyConfig] = Field(default_factory=list)  # none: the /v1 API answers 401 to all
+
+
+class OutboundConfig(_Section):
+    """Outgoing calls (POST /v1/calls, `voice-agent call`)."""
+
+    max_concurrent: int = Field(2, ge=1, le=64)  # of this process's calls, placed at once
+    calls_per_minute: float = Field(10.0, gt=0, le=6000)  # per API key (429 past it)
+    ring_timeout_s: float = Field(30.0, gt=0, le=300)  # unanswered by then: "no answer"
 
 
 class DialplansConfig(_Section):
@@ -296,6 +308,7 @@ class Config(_Section):
     store: StoreConfig = StoreConfig()
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
+    outbound: OutboundConfig = OutboundConfig()
     faults: list[FaultConfig] = Field(default_factory=list)
 
     @field_validator("*", mode="before")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from agent.api.calls import CallsApi
 from agent.api.keys import ApiKeys
+from agent.api.outbound import OutboundApi
 from agent.config import Config
-from agent.dialog.dialplan import Dialplan, load_dialplans
+from agent.dialog.dialplan import Dialplan
+from agent.dialog.dialplans import load_dialplans
 from agent.dialog.history import History
 from agent.dialog.prompt import Prompt, system_prompt
 from agent.dialog.services import Services
@@ -23,6 +26,7 @@ from agent.engines.factory import Engines, load_engines, load_tts, peak_rss_mb
 from agent.errors import StartupError
 from agent.http import HttpServer
 from agent.metrics import Metrics
+from agent.outbound import Outbound
 from agent.records.callrecord import CallRecord
 from agent.records.db import Database
 from agent.records.store import CallStore
@@ -70,8 +74,15 @@ class Server:
             if cfg.http.enabled
             else None
         )
+        self.outbound = Outbound(
+            cfg.outbound, self.dialplans, self.store, self.limiter, self._recordings, self.metrics
+        )
         if self.http is not None:
-            self.http.add_routes(CallsApi(self.store, ApiKeys(cfg.api.keys)).routes())
+            keys = ApiKeys(cfg.api.keys)
+            self.http.add_routes(
+                OutboundApi(keys, self.outbound.place, cfg.outbound.calls_per_minute).routes()
+            )
+            self.http.add_routes(CallsApi(self.store, keys).routes())
         self.webrtc: WebRtcGateway | None = None
         if cfg.webrtc.enabled and self.http is not None:
             install_ice_address_hook()
@@ -96,14 +107,19 @@ class Server:
 
         return converse
 
-    async def _converse(self, plan: Dialplan, leg: CallLeg) -> None:
+    def _recordings(self, plan: Dialplan) -> Path | None:
+        return self.cfg.store.recordings_dir if plan.recording.enabled else None
+
+    async def _converse(self, plan: Dialplan, leg: CallLeg, record: CallRecord | None = None) -> None:
+        """A conversation with the dialplan on an answered call; its record (an outgoing call
+        brings its own) is kept up to date and finished here."""
         assert self.services is not None  # SIP and WebRTC take calls only once the engines are loaded
-        recordings = self.cfg.store.recordings_dir if plan.recording.enabled else None
-        try:
-            record: CallRecord | None = CallRecord(self.store, leg.info, plan.name, recordings, self.metrics)
-        except (sqlite3.Error, OSError):  # a full or broken disk must not cost the caller the call
-            log.exception("call record not started: the call goes on without one")
-            record = None
+        if record is None:
+            try:
+                record = CallRecord(self.store, leg.info, plan.name, self._recordings(plan), self.metrics)
+            except (sqlite3.Error, OSError):  # a full or broken disk must not cost the caller the call
+                log.exception("call record not started: the call goes on without one")
+            plan = plan.render({})  # an incoming call has only the variables' defaults
         leg.record(record.recorder if record is not None else None)
 
         joined: list[CallLeg] = []  # the human a warm transfer joined the caller to
@@ -201,6 +217,8 @@ class Server:
 
                 self.sip = SipEndpoint(self.cfg.sip, self.route, self.limiter, self.metrics)
                 await self.sip.start()
+                self.outbound.dial, self.outbound.services = self.sip.dial, self.services
+                self.outbound.converse = self._converse
             if self.webrtc is not None:
                 self.webrtc.accepting = True
             self.metrics.ready.set(1)
@@ -233,8 +251,11 @@ class Server:
         self.metrics.ready.set(0)
         if self.webrtc is not None:
             await self.webrtc.stop()
+        self.outbound.dial = None  # no new outgoing calls
         if self.sip is not None:
             await self.sip.stop()
+        if self.outbound.tasks:  # their calls are hung up: they finish their records
+            await asyncio.wait(self.outbound.tasks, timeout=5)
         # Unfinished summaries stay in the store (`unannounced`), undelivered events in the
         # outbox, for the next start. Summaries first: with the engines closed they would fail.
         for task in self._summaries:

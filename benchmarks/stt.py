@@ -36,7 +36,7 @@ from agent.audio.g711 import ulaw_decode, ulaw_encode  # noqa: E402
 from agent.audio.resample import resample  # noqa: E402
 from agent.audio.wav import read_wav  # noqa: E402
 from agent.config import Config, STTConfig  # noqa: E402
-from agent.dialog.dialplan import load_dialplan  # noqa: E402
+from agent.dialog.dialplans import load_dialplan  # noqa: E402
 from agent.dialog.knowledge import vocabulary  # noqa: E402
 from agent.engines.factory import load_stt  # noqa: E402
 from agent.wer import corpus_wer, normalize  # noqa: E402

@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from agent.audio.resample import resample  # noqa: E402
 from agent.audio.wav import read_wav, write_wav  # noqa: E402
 from agent.config import Config  # noqa: E402
-from agent.dialog.dialplan import Dialplan, load_dialplan  # noqa: E402
+from agent.dialog.dialplan import Dialplan  # noqa: E402
+from agent.dialog.dialplans import load_dialplan  # noqa: E402
 from agent.dialog.services import Services  # noqa: E402
 from agent.engines.factory import load_engines  # noqa: E402
 from agent.observe import setup_logging  # noqa: E402

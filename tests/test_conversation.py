@@ -14,7 +14,8 @@ import pytest
 
 from agent.audio.resample import resample
 from agent.audio.wav import write_wav
-from agent.dialog.dialplan import Dialplan, load_dialplan
+from agent.dialog.dialplan import Dialplan
+from agent.dialog.dialplans import load_dialplan
 from agent.dialog.services import Services
 from agent.wer import normalize
 from tests.peers import LOCAL, SessionAgent, baresip_call, wait_until

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent.dialog.chunker import Chunker
-from agent.dialog.dialplan import Dialplan, load_dialplans
+from agent.dialog.dialplan import Dialplan
+from agent.dialog.dialplans import load_dialplans
 from agent.dialog.history import History
 from agent.dialog.speakable import speakable
 from agent.dialog.tools import Hangup, Transfer, action_from_phrase

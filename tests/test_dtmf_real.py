@@ -84,6 +84,6 @@ def test_keys_by_rfc_4733_collect_an_order_number(tmp_path, agent, meters):
     assert not any(t["skipped"] for t in result["turns"]), result["turns"]  # keys keep the call alive
     heard = " ".join(t["transcript"].lower() for t in result["turns"])
     # Read back each time (tiny.en hears "4, 1, 7" as "for 1-7": the record holds the digits).
-    assert "order number" in heard and heard.count("you entered") == 2, result["turns"]
+    assert "order number" in heard and heard.count("entered") == 2, result["turns"]  # "you" may be lost
     (record,) = fields(db)[before:]
     assert record["order"] == "5551", record  # the second entry replaces the first

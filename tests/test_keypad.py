@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.dialog import events as ev
-from agent.dialog.dialplan import Dialplan, DigitCollect, Menu, load_dialplans
+from agent.dialog.dialplan import Dialplan, DigitCollect, Menu
+from agent.dialog.dialplans import load_dialplans
 from agent.dialog.keypad import KeyCollected, KeyHangup, Keypad, KeySay, KeySwitch, KeyTransfer
 from agent.dialog.replies import KEYPAD, State
 from agent.dialog.tools import Transfer

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.dialog.dialplan import Dialplan, load_dialplan
+from agent.dialog.dialplan import Dialplan
+from agent.dialog.dialplans import load_dialplan
 from agent.dialog.history import History
 from agent.dialog.knowledge import terms, vocabulary
 from agent.dialog.prompt import NO_FACTS, Prompt, readback, spoken_digits, system_prompt

@@ -133,9 +133,9 @@ def test_hold_and_resume_reinvites_keep_the_call(agent, tmp_path):
     assert wait_until(lambda: agent.limiter.active == 0), "the call slot must be freed"
 
 
-def serve_plan(tmp: Path, name: str, plan: dict) -> tuple[subprocess.Popen[str], int, Path]:
-    """`voice-agent serve` on a free loopback port with one dialplan (as YAML data), its log
-    kept in tmp/agent.log; returns the process, the SIP port and the log."""
+def serve_plan(tmp: Path, name: str, plan: dict, extra: str = "") -> tuple[subprocess.Popen[str], int, Path]:
+    """`voice-agent serve` on a free loopback port with one dialplan (as YAML data) and `extra`
+    config sections, its log kept in tmp/agent.log; returns the process, the SIP port and the log."""
     import yaml as pyyaml
 
     plans = tmp / "dialplans"
@@ -144,7 +144,7 @@ def serve_plan(tmp: Path, name: str, plan: dict) -> tuple[subprocess.Popen[str],
     port = free_port()
     log = tmp / "agent.log"
     proc, _ = serve(
-        tmp, f"sip:\n  host: {LOCAL}\n  port: {port}\ndialplans:\n  dir: {plans}\n", stderr_to=log
+        tmp, f"sip:\n  host: {LOCAL}\n  port: {port}\ndialplans:\n  dir: {plans}\n{extra}", stderr_to=log
     )
     return proc, port, log
 

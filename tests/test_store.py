@@ -51,8 +51,8 @@ def outbox_events(store: CallStore) -> list[tuple[str, str]]:
     ]
 
 
-def test_results_are_the_sessions_outcomes_and_failed():
-    assert set(RESULTS) == {*get_args(Outcome), "failed"}
+def test_results_are_the_sessions_outcomes_failed_and_the_outgoing_calls_ends():
+    assert set(RESULTS) == {*get_args(Outcome), "failed", "no answer", "busy", "voicemail"}  # + outbound
 
 
 def test_a_call_is_stored_with_its_turns_and_raises_the_events_its_endpoints_want(tmp_path):

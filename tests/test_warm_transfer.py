@@ -58,6 +58,9 @@ class TickLeg:
     def flush(self) -> int:
         return self.bridge.flush()
 
+    def record(self, tap: object) -> None:
+        self.bridge.tap = tap  # type: ignore[assignment]
+
     @property
     def samples_queued(self) -> int:
         return self.bridge.samples_queued

@@ -146,7 +146,7 @@ def test_the_human_hears_a_briefing_accepts_and_talks_with_the_caller(agent, tmp
     pcm, rate = read_wav_channel(tmp_path / "out", "agent")
     caller_text = transcribe_parts(stt, resample(pcm, rate, 16000))
     after = caller_text.split("transfer you", 1)[-1]  # the human's greeting, after the hold
-    assert "hello, this is" in after and "help you" in after, caller_text
+    assert "hello" in after and "help you" in after, caller_text
     assert "press" not in caller_text and "decline" not in caller_text, caller_text
     assert chime_windows(pcm, rate) >= 3 and chime_windows(human.heard, human.rate) == 0
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from pathlib import Path
+import string
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
-
-from agent.yamlconf import ConfigError, load_yaml, validate
 
 
 class _Strict(BaseModel):
@@ -249,6 +248,20 @@ class Tools(_Strict):
     transfer: TransferTool | None = None
 
 
+class AmdParams(_Strict):
+    """Answering-machine detection on outgoing calls (agent/dialog/amd.py), in seconds."""
+
+    human_speech_s: float = Field(1.6, gt=0, le=10)  # a first utterance longer than this: a machine
+    end_silence_s: float = Field(0.7, gt=0, le=5)  # quiet after a short one: a person, waiting
+    silent_s: float = Field(3.5, gt=0, le=30)  # nothing said by then: unknown (go on as with a person)
+    words_after_s: float = Field(0.9, ge=0, le=10)  # of speech: Whisper reads the words so far
+    greeting_max_s: float = Field(45.0, gt=0, le=300)  # a machine's greeting and beep, at most
+    greeting_end_s: float = Field(1.5, gt=0, le=10)  # quiet that ends a greeting without a beep
+
+
+VARIABLE_FIELDS = ("greeting", "system_prompt", "voicemail")  # where {name} placeholders may be
+
+
 class Dialplan(_Strict):
     """How calls to the matching users are answered."""
 
@@ -289,6 +302,31 @@ class Dialplan(_Strict):
     # instead of after the whole STT → LLM → TTS chain. Empty: off.
     acknowledgements: list[str] = []
     echo_delay_s: float = Field(0.5, ge=0, le=5)  # kind: echo
+    # Values a call brings ({name} in the greeting, system prompt and voicemail; an outgoing
+    # call's `variables`): name -> default, null for one an outgoing call must give.
+    variables: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")], str | None] = {}
+    voicemail: str = ""  # said to an answering machine after its beep (outgoing calls); "": none
+    amd: AmdParams = AmdParams()
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Dialplan:
+        for name in VARIABLE_FIELDS:
+            try:
+                used = {f for _, f, _, _ in string.Formatter().parse(getattr(self, name)) if f is not None}
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc} (a literal brace is written {{{{ or }}}})") from None
+            if unknown := sorted(used - self.variables.keys()):
+                raise ValueError(
+                    f"{name}: unknown placeholder {{{unknown[0]}}}: declare it under `variables`"
+                )
+        return self
+
+    def render(self, values: Mapping[str, str]) -> Dialplan:
+        """This dialplan with a call's variables filled in (defaults for those not given)."""
+        if not self.variables:
+            return self
+        filled = {k: v or "" for k, v in self.variables.items()} | dict(values)
+        return self.model_copy(update={f: getattr(self, f).format(**filled) for f in VARIABLE_FIELDS})
 
     @model_validator(mode="after")
     def _agent_needs(self) -> Dialplan:
@@ -308,65 +346,3 @@ class Dialplan(_Strict):
 
     def matches(self, user: str) -> bool:
         return any(fnmatch.fnmatchcase(user, p) for p in self.match)
-
-
-class Dialplans:
-    """All dialplans of a folder; `for_user` picks the one that answers a called user."""
-
-    def __init__(self, plans: list[Dialplan]) -> None:
-        defaults = [p for p in plans if p.default]
-        if len(defaults) > 1:
-            names = ", ".join(p.name for p in defaults)
-            raise ConfigError(f"more than one dialplan has `default: true`: {names}")
-        self.plans = plans
-        self.default = defaults[0] if defaults else None
-
-    def for_user(self, user: str) -> Dialplan | None:
-        for plan in self.plans:
-            if plan.matches(user):
-                return plan
-        return self.default
-
-    @property
-    def voices(self) -> set[str]:
-        return {p.voice for p in self.plans if p.voice}
-
-
-def load_dialplan(path: Path) -> Dialplan:
-    data, lines = load_yaml(path)
-    if isinstance(data, dict) and "name" not in data:
-        data = {**data, "name": path.stem}
-    plan = validate(Dialplan, data, path, lines)
-    transfer = plan.tools.transfer
-    if transfer is not None and transfer.hold_audio != "tone":  # a file beside the dialplan
-        audio = (path.parent / transfer.hold_audio).resolve()
-        if not audio.is_file():
-            raise ConfigError(f"{path}: tools.transfer.hold_audio: {transfer.hold_audio}: no such file")
-        transfer = transfer.model_copy(update={"hold_audio": str(audio)})
-        plan = plan.model_copy(update={"tools": plan.tools.model_copy(update={"transfer": transfer})})
-    return plan
-
-
-def load_dialplans(folder: Path) -> Dialplans:
-    """Load every *.yaml in `folder`; all problems of all files are reported together."""
-    if not folder.is_dir():
-        raise ConfigError(f"{folder}: dialplan folder not found (set dialplans.dir in the config)")
-    plans: list[Dialplan] = []
-    problems: list[str] = []
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        try:
-            plans.append(load_dialplan(path))
-        except ConfigError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise ConfigError("\n".join(problems))
-    if not plans:
-        raise ConfigError(f"{folder}: no dialplans (*.yaml) found")
-    names = [p.name for p in plans]
-    if dup := sorted({n for n in names if names.count(n) > 1}):
-        raise ConfigError(f"{folder}: dialplan names must be unique: {', '.join(dup)}")
-    for p in plans:  # a menu key may hand the call to another dialplan: it must exist
-        for key, o in (p.menu.options if p.menu else {}).items():
-            if o.dialplan is not None and o.dialplan not in names:
-                raise ConfigError(f"{folder}: dialplan {p.name}: menu key {key}: no dialplan {o.dialplan!r}")
-    return Dialplans(plans)

@@ -177,19 +177,24 @@ class Services:
         )
         return _Watched(self, "tts", stream)
 
+    async def speech(self, text: str, voice: str | None) -> SpeechChunk | None:
+        """`text` synthesised whole (a briefing, a voicemail message); None if TTS fails."""
+        try:
+            async with self.speak(text, voice, CancelToken()) as chunks:
+                pcm = [c.pcm async for c in chunks]
+        except EngineError as exc:
+            self.failed("tts", exc)
+            return None
+        return SpeechChunk(text, np.concatenate(pcm), self.tts(voice).sample_rate) if pcm else None
+
     async def cached_speech(self, text: str, voice: str | None) -> SpeechChunk | None:
         """A short line synthesised once and kept (acknowledgements); None if TTS fails."""
         key = (text, voice)
         if key not in self._cached:
-            try:
-                async with self.speak(text, voice, CancelToken()) as chunks:
-                    pcm = [c.pcm async for c in chunks]
-            except EngineError as exc:
-                self.failed("tts", exc)
+            chunk = await self.speech(text, voice)
+            if chunk is None:
                 return None
-            if not pcm:
-                return None
-            self._cached[key] = SpeechChunk(text, np.concatenate(pcm), self.tts(voice).sample_rate)
+            self._cached[key] = chunk
         return self._cached[key]
 
     async def prime(self, messages: Sequence[Message]) -> None:

@@ -28,7 +28,7 @@ from agent.audio.resample import resample
 from agent.audio.wav import read_wav
 from agent.dialog.dialplan import TransferTarget
 from agent.dialog.services import Services
-from agent.engines.base import CancelToken, EngineError
+from agent.engines.base import EngineError
 from agent.telephony.call import CallLeg, Dialer
 from agent.telephony.siptext import uri_user
 
@@ -186,18 +186,10 @@ class WarmTransfer:
         self.timing.briefing_s = self._since()
 
     async def _synthesize(self) -> np.ndarray | None:
-        pieces: list[np.ndarray] = []
-        try:
-            async with self.services.speak(self.briefing, self.voice, CancelToken()) as chunks:
-                async for c in chunks:
-                    pcm = c.pcm
-                    if c.sample_rate != RATE:
-                        pcm = resample(pcm, c.sample_rate, RATE)
-                    pieces.append(pcm)
-        except EngineError as exc:
-            self.services.failed("tts", exc)
-            return None
-        return np.concatenate(pieces) if pieces else None
+        chunk = await self.services.speech(self.briefing, self.voice)
+        if chunk is None or chunk.sample_rate == RATE:
+            return chunk.pcm if chunk is not None else None
+        return resample(chunk.pcm, chunk.sample_rate, RATE)
 
     async def _unless_caller_leaves(self, work: Awaitable[T]) -> T | None:
         """`work`'s result, or None (work cancelled) if the caller hangs up first."""

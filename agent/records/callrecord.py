@@ -37,6 +37,7 @@ class CallRecord:
         dialplan: str,
         recordings_dir: Path | None,
         metrics: Metrics | None = None,
+        direction: str = "inbound",
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -48,6 +49,7 @@ class CallRecord:
             to_uri=info.to_uri,
             dialplan=dialplan,
             offered=info.started_at,
+            direction=direction,
         )
         self.recorder: Recorder | None = None
         self._writing: asyncio.Task[None] | None = None
@@ -76,6 +78,21 @@ class CallRecord:
             self.store.add_turn(self.id, turn)
         except Exception:  # the call goes on without its record rather than failing
             log.exception("storing a turn failed", call=self.id)
+
+    def ringing(self, sip_call_id: str = "") -> None:
+        """An outgoing call rings."""
+        try:
+            self.store.progress(self.id, sip_call_id=sip_call_id)
+        except Exception:
+            log.exception("storing call progress failed", call=self.id)
+
+    def answered(self, by: str, sip_call_id: str = "") -> None:
+        """An outgoing call was answered, by a human, a machine or we do not know."""
+        self.started = time.monotonic()
+        try:
+            self.store.progress(self.id, sip_call_id=sip_call_id, answered_by=by)
+        except Exception:
+            log.exception("storing call progress failed", call=self.id)
 
     def collected(self, name: str, value: str | None) -> None:
         """A value the caller gave on the keypad: kept in the record's fields at once."""

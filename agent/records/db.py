@@ -36,6 +36,14 @@ class Database:
         with self._lock:
             self._conn.executescript(schema)
 
+    def add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Add the columns an older file lacks (name → type and default)."""
+        with self._lock:
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns.items():
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """All statements inside commit together or not at all (BEGIN IMMEDIATE: no other

@@ -27,7 +27,7 @@ from agent.records.outbox import Outbox
 if TYPE_CHECKING:  # the session's module loads the engines' code: not for `voice-agent calls`
     from agent.dialog.session import Outcome
 
-    Result = Literal[Outcome, "failed"]
+    Result = Literal[Outcome, "failed", "no answer", "busy", "voicemail"]
 
 # How a call ended (`Result`: the session's Outcome, or failed): the agent said goodbye
 # (completed) or gave up on silence / a time limit (agent hung up); the caller hung up after
@@ -40,6 +40,9 @@ RESULTS: tuple[str, ...] = (
     "transferred",
     "failed",
     "abandoned",
+    "no answer",  # outgoing calls: nobody picked up in time
+    "busy",
+    "voicemail",  # an answering machine took the call (and the dialplan's voicemail message)
 )
 
 SCHEMA = """
@@ -63,7 +66,9 @@ CREATE TABLE IF NOT EXISTS calls (
     message TEXT,                 -- a message the caller left
     recording TEXT,               -- path of the WAV
     transcript TEXT,              -- path of the transcript JSON
-    pid INTEGER NOT NULL          -- the process running the call (to find calls of a dead one)
+    pid INTEGER NOT NULL,         -- the process running the call (to find calls of a dead one)
+    direction TEXT NOT NULL DEFAULT 'inbound',  -- or 'outbound' (placed by the API)
+    answered_by TEXT              -- outbound: human / machine / unknown (answering-machine detection)
 );
 CREATE INDEX IF NOT EXISTS calls_offered ON calls (offered);
 CREATE INDEX IF NOT EXISTS calls_open ON calls (result) WHERE result IS NULL;
@@ -103,28 +108,51 @@ class CallStore:
         self.db = db
         self.outbox = Outbox(db)
         db.ensure(SCHEMA)
+        db.add_columns("calls", {"direction": "TEXT NOT NULL DEFAULT 'inbound'", "answered_by": "TEXT"})
         self.endpoints = list(endpoints)
         self.clock = clock
         self.on_event: Callable[[], None] = lambda: None  # the webhook dispatcher's wake()
 
     # --- a call's life -----------------------------------------------------------------------
     def start(
-        self, *, sip_call_id: str, transport: str, from_uri: str, to_uri: str, dialplan: str, offered: float
-    ) -> str:
-        """A call was answered: its row, `call.started` and `call.answered`. Returns its id."""
+        self, *, sip_call_id: str, transport: str, from_uri: str, to_uri: str, dialplan: str, offered: float,
+        direction: str = "inbound",
+    ) -> str:  # fmt: skip
+        """A call was answered (inbound: `call.started` and `call.answered`), or is about to be
+        placed (outbound: `call.started`; `ringing` and `answered` follow). Returns its id."""
         call_id = uuid.uuid4().hex
         now = self.clock()
+        answered = now if direction == "inbound" else None
         with self.db.transaction() as tx:
             tx.execute(
                 "INSERT INTO calls (id, sip_call_id, transport, from_uri, to_uri, dialplan, offered,"
-                " answered, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (call_id, sip_call_id, transport, from_uri, to_uri, dialplan, offered, now, os.getpid()),
-            )
+                " answered, pid, direction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (call_id, sip_call_id, transport, from_uri, to_uri, dialplan, offered, answered,
+                 os.getpid(), direction),
+            )  # fmt: skip
             record = self._record(tx, call_id)
             self._emit(tx, "call.started", call_id, {"call": {**record, "answered": None}}, now)
-            self._emit(tx, "call.answered", call_id, {"call": record}, now)
+            if answered is not None:
+                self._emit(tx, "call.answered", call_id, {"call": record}, now)
         self.on_event()  # after the commit: the dispatcher must find the rows
         return call_id
+
+    def progress(self, call_id: str, *, sip_call_id: str = "", answered_by: str | None = None) -> None:
+        """An outgoing call rings (`call.ringing`), or was answered (`call.answered`, with who
+        answered it when detection ran)."""
+        now = self.clock()
+        with self.db.transaction() as tx:
+            if sip_call_id:
+                tx.execute("UPDATE calls SET sip_call_id = ? WHERE id = ?", (sip_call_id, call_id))
+            if answered_by is None:
+                self._emit(tx, "call.ringing", call_id, {"call": self._record(tx, call_id)}, now)
+            else:
+                tx.execute(
+                    "UPDATE calls SET answered = coalesce(answered, ?), answered_by = ? WHERE id = ?",
+                    (now, answered_by, call_id),
+                )
+                self._emit(tx, "call.answered", call_id, {"call": self._record(tx, call_id)}, now)
+        self.on_event()
 
     def add_turn(self, call_id: str, turn: Turn) -> None:
         with self.db.transaction() as tx:

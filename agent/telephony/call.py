@@ -117,8 +117,13 @@ class Dialed:
     ringing_at: float | None = None  # time.monotonic() of its first 18x, if any came
 
 
-# Place a call to a URI, giving up (CANCEL) after `ring_timeout_s`.
-Dialer = Callable[[str, float], Awaitable[Dialed]]
+class Dialer(Protocol):
+    """Places a call to a URI, giving up (CANCEL) after `ring_timeout_s`; `on_ringing` when
+    the far end starts ringing (its first 18x)."""
+
+    def __call__(
+        self, uri: str, ring_timeout_s: float, on_ringing: Callable[[], None] | None = None
+    ) -> Awaitable[Dialed]: ...
 
 
 class BridgedLeg:

@@ -25,7 +25,7 @@ from agent.telephony.limits import CallLimiter
 from agent.telephony.media import FrameBridge
 from agent.telephony.pjlib import LogWriter, start_library
 from agent.telephony.pjthread import PjsipThread
-from agent.telephony.sipcall import FramePort, SipCall, SipLeg
+from agent.telephony.sipcall import FramePort, SipCall, SipLeg, place_call
 from agent.telephony.sipreg import SipAccount, account_config
 from agent.telephony.siptext import request_uri, uri_user, user_agent
 
@@ -137,7 +137,9 @@ class SipEndpoint:
             log.warning("transfer failed", uri=uri, error=reason)
             return 0
 
-    async def dial(self, uri: str, ring_timeout_s: float = 30.0) -> Dialed:
+    async def dial(
+        self, uri: str, ring_timeout_s: float = 30.0, on_ringing: Callable[[], None] | None = None
+    ) -> Dialed:
         """Place a call to `uri` (directly, or via the registrar's account); after `ring_timeout_s`
         unanswered it is cancelled (408). The answered leg is the caller's to hang up."""
         assert self._loop is not None
@@ -145,22 +147,18 @@ class SipEndpoint:
         outcome: asyncio.Future[Dialed] = loop.create_future()
         rang: list[float | None] = [None]  # when it started ringing (loop side)
 
+        def rung() -> None:
+            rang[0] = time.monotonic()
+            if on_ringing is not None:
+                on_ringing()
+
         def do() -> SipLeg:
             if self._account is None:
                 raise RuntimeError("SIP is not running")
-            call = SipCall(self, self._account)
-            prm = pj.CallOpParam(True)
-            prm.opt.audioCount, prm.opt.videoCount = 1, 0
-            call.makeCall(uri, prm)
-            ci = call.getInfo()
-            info = CallInfo(ci.callIdString, "sip", ci.localUri, ci.remoteUri, uri_user(uri))
-            leg = SipLeg(info, FrameBridge(loop), self, call.getId())
-            call.leg = leg
+            call, leg = place_call(self, self._account, uri, FrameBridge(loop))
             call.on_answered = lambda: self.post(_settle, outcome, Dialed(leg, 200, ringing_at=rang[0]))
-            call.on_ringing = lambda: self.post(rang.__setitem__, 0, time.monotonic())
-            leg.failed = lambda code, why: _settle(
-                outcome, Dialed(None, code, why, rang[0])
-            )  # before any event
+            call.on_ringing = lambda: self.post(rung)
+            leg.failed = lambda code, why: _settle(outcome, Dialed(None, code, why, rang[0]))
             self._calls[call.getId()] = call
             return leg
 

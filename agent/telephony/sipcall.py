@@ -15,7 +15,7 @@ import structlog
 from agent.telephony.call import BridgedLeg, CallInfo
 from agent.telephony.media import FrameBridge
 from agent.telephony.pjhost import SipHost, guarded
-from agent.telephony.siptext import SipParseError, info_key, parse
+from agent.telephony.siptext import SipParseError, info_key, parse, uri_user
 
 log = structlog.get_logger("sip")
 
@@ -226,3 +226,18 @@ class SipLeg(BridgedLeg):
         code = await self._endpoint.transfer(self._pj_call_id, uri)
         log.info("transfer result", call_id=self.info.call_id, uri=uri, code=code)
         return 200 <= code < 300
+
+
+def place_call(
+    endpoint: SipHost, account: pj.Account, uri: str, bridge: FrameBridge
+) -> tuple[SipCall, SipLeg]:
+    """pjsip thread: an outgoing audio call to `uri` (its INVITE sent) and its leg."""
+    call = SipCall(endpoint, account)
+    prm = pj.CallOpParam(True)
+    prm.opt.audioCount, prm.opt.videoCount = 1, 0
+    call.makeCall(uri, prm)
+    ci = call.getInfo()
+    leg = SipLeg(CallInfo(ci.callIdString, "sip", ci.localUri, ci.remoteUri, uri_user(uri)), bridge, endpoint,
+                 call.getId())  # fmt: skip
+    call.leg = leg
+    return call, leg
