@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from agent.api import openapi
 from agent.metrics import Metrics
 
 log = structlog.get_logger("http")
@@ -26,6 +27,7 @@ class HttpServer:
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics_handler)
+        self.app.router.add_get("/openapi.json", self._openapi)
         self._runner: web.AppRunner | None = None
 
     def add_routes(self, routes: list[web.RouteDef]) -> None:
@@ -56,6 +58,9 @@ class HttpServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _openapi(self, _: web.Request) -> web.Response:
+        return web.json_response(openapi.document())
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})

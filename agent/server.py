@@ -13,6 +13,7 @@ import structlog
 from agent.api.calls import CallsApi
 from agent.api.keys import ApiKeys
 from agent.api.outbound import OutboundApi
+from agent.api.speech import SpeechApi
 from agent.config import Config
 from agent.dialog.dialplan import Dialplan
 from agent.dialog.dialplans import load_dialplans
@@ -83,6 +84,7 @@ class Server:
                 OutboundApi(keys, self.outbound.place, cfg.outbound.calls_per_minute).routes()
             )
             self.http.add_routes(CallsApi(self.store, keys).routes())
+            self.http.add_routes(SpeechApi(keys, lambda: self.services).routes())
         self.webrtc: WebRtcGateway | None = None
         if cfg.webrtc.enabled and self.http is not None:
             install_ice_address_hook()

@@ -27,7 +27,7 @@ from agent.engines.llm import LLMEngine, Message
 from agent.engines.stt import STTEngine, Transcript
 from agent.engines.tts import SpeechChunk, TTSEngine
 from agent.engines.vad import VADEngine
-from agent.engines.worker import BACKGROUND, EngineStream, EngineWorker
+from agent.engines.worker import BACKGROUND, FOREGROUND, EngineStream, EngineWorker
 from agent.metrics import Metrics
 
 log = structlog.get_logger("services")
@@ -102,7 +102,11 @@ class Services:
         if self.metrics is not None:
             self.metrics.engine_errors.labels(engine, kind).inc()
 
-    async def transcribe(self, pcm: np.ndarray, prompt: str = "", hotwords: str = "") -> Transcript:
+    async def transcribe(
+        self, pcm: np.ndarray, prompt: str = "", hotwords: str = "", background: bool = False
+    ) -> Transcript:
+        """`background`: no caller waits (an HTTP upload): it starts only when no live call's
+        transcription is queued, and gets a longer deadline (it may wait behind them)."""
         self._allow("stt")
         try:
             transcript = await self.stt_worker.run(
@@ -110,7 +114,8 @@ class Services:
                 pcm,
                 prompt=prompt or None,
                 hotwords=hotwords or None,
-                timeout_s=self.guard.stt_timeout_s,
+                timeout_s=self.guard.stt_timeout_s * (4 if background else 1),
+                priority=BACKGROUND if background else FOREGROUND,
             )
         except Exception:  # any error or crash of the engine counts against it
             self._outcome("stt", False)
@@ -170,10 +175,15 @@ class Services:
         """A live call has engine work queued or running (STT, LLM or TTS): they share the cores."""
         return any(w.give_way() for w in (self.stt_worker, self.llm_worker, self.tts_worker))
 
-    def speak(self, text: str, voice: str | None, cancel: CancelToken) -> _Watched[SpeechChunk]:
+    def speak(
+        self, text: str, voice: str | None, cancel: CancelToken, background: bool = False
+    ) -> _Watched[SpeechChunk]:
         engine = self.tts(voice)
         stream = self.tts_worker.stream(
-            lambda: engine.synthesize(text, cancel=cancel), cancel, self.guard.tts_timeout_s
+            lambda: engine.synthesize(text, cancel=cancel),
+            cancel,
+            self.guard.tts_timeout_s * (4 if background else 1),
+            priority=BACKGROUND if background else FOREGROUND,
         )
         return _Watched(self, "tts", stream)
 
