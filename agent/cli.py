@@ -54,9 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--wait", action="store_true", help="follow the call until it ends; print its result")
     call.add_argument("--timeout", type=float, default=600.0, help="of --wait, in seconds")
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
-    create = keys.add_parser("create", help="make a key: print it once, and the config lines that admit it")
+    create = with_config(
+        keys.add_parser("create", help="make a key, kept (hashed) in the store; printed once")
+    )
     create.add_argument("--name", required=True)
     create.add_argument("--scope", required=True, help="comma-separated: calls:read,calls:write,speech")
+    revoke = with_config(keys.add_parser("revoke", help="end a key made by `keys create`"))
+    revoke.add_argument("--name", required=True)
+    with_config(keys.add_parser("list", help="the keys made by `keys create`"))
     return p
 
 
@@ -134,12 +139,13 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     _offline()
     args = _parser().parse_args(argv)
-    if args.command == "keys":
-        from agent.api.keys import create_command
-
-        return create_command(args.name, args.scope)
     try:
         cfg = _load(args)
+        if args.command == "keys":
+            from agent.api.keystore import main as keys_main
+
+            return keys_main(cfg.store.db_path, args.keys_command, getattr(args, "name", ""),
+                             getattr(args, "scope", ""))  # fmt: skip
         if args.command == "serve":
             _serve(cfg, args)
             return 0

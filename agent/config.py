@@ -189,6 +189,17 @@ class WebRtcConfig(_Section):
     cors_origins: list[str] = Field(default_factory=list)  # other sites that may embed; []: same origin
     max_offer_bytes: int = Field(32768, ge=1024, le=1048576)
     connect_timeout_s: float = Field(15.0, gt=0, le=120)
+    # Only offers carrying a token (POST /v1/webrtc/token, minted by the site's backend with a
+    # calls:write key, or an HS256 JWT it signs with `token_secret`: aud "webrtc", exp) are taken.
+    require_token: bool = False
+    token_secret: str | None = Field(None, min_length=32)
+    token_ttl_s: float = Field(120.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _token_needs_secret(self) -> WebRtcConfig:
+        if self.require_token and not self.token_secret:
+            raise ValueError("require_token needs a token_secret (32 characters or more)")
+        return self
 
     @field_validator("cors_origins")
     @classmethod
@@ -249,7 +260,13 @@ class ApiKeyConfig(_Section):
 
 
 class ApiConfig(_Section):
-    keys: list[ApiKeyConfig] = Field(default_factory=list)  # none: the /v1 API answers 401 to all
+    # Keys here, and those of `voice-agent keys create` (kept in the store): none at all and
+    # the /v1 API answers 401 to every request.
+    keys: list[ApiKeyConfig] = Field(default_factory=list)
+    requests_per_minute: float = Field(600.0, gt=0, le=600000)  # per key, every /v1 route (429 past it)
+    # HS256 JWTs signed with this secret are accepted as keys too (claims: exp required,
+    # `scope` space-separated, `sub` names it); for sites that already issue tokens.
+    jwt_secret: str | None = Field(None, min_length=32)
 
 
 class OutboundConfig(_Section):

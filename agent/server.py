@@ -12,6 +12,7 @@ import structlog
 
 from agent.api.calls import CallsApi
 from agent.api.keys import ApiKeys
+from agent.api.keystore import KeyStore
 from agent.api.outbound import OutboundApi
 from agent.api.speech import SpeechApi
 from agent.config import Config
@@ -78,8 +79,9 @@ class Server:
         self.outbound = Outbound(
             cfg.outbound, self.dialplans, self.store, self.limiter, self._recordings, self.metrics
         )
+        api = cfg.api
+        keys = ApiKeys(api.keys, KeyStore(self.store.db), api.requests_per_minute, api.jwt_secret)
         if self.http is not None:
-            keys = ApiKeys(cfg.api.keys)
             self.http.add_routes(
                 OutboundApi(keys, self.outbound.place, cfg.outbound.calls_per_minute).routes()
             )
@@ -89,7 +91,7 @@ class Server:
         if cfg.webrtc.enabled and self.http is not None:
             install_ice_address_hook()
             self.webrtc = WebRtcGateway(cfg.webrtc, self.route, self.limiter, self.metrics)
-            self.http.add_routes(Signaling(cfg.webrtc, self.webrtc).routes())
+            self.http.add_routes(Signaling(cfg.webrtc, self.webrtc, keys).routes())
             self.http.serve_widget()
         self._stop = asyncio.Event()
 

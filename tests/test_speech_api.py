@@ -22,6 +22,7 @@ from agent.audio.decode import decode_audio
 from agent.wer import wer
 from tests.test_records_real import http_port
 from tests.test_sip import serve
+from tests.test_store import cli
 
 pytestmark = [pytest.mark.models]
 KEY, READER = "va_speech-test-key-0123456789", "va_reader-test-key-0123456789"
@@ -36,9 +37,14 @@ def port(tmp_path_factory):
         f"    - name: crm\n      sha256: {hash_key(READER)}\n      scopes: [calls:read]\n"
     )
     proc, events = serve(tmp, cfg)
-    yield http_port(events)
+    port = http_port(events)
+    port_configs[port] = tmp / "c.yaml"  # the running agent's config: its store
+    yield port
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
+
+
+port_configs: dict[int, Path] = {}
 
 
 def call(port: int, path: str, body: bytes | None = None, key: str | None = KEY,
@@ -118,6 +124,15 @@ def test_bad_uploads_get_a_clear_4xx_and_the_server_carries_on(port, speech_dir)
     assert call(port, "/healthz", key=None)[0] == 200
 
 
+def test_a_key_made_by_the_cli_works_at_once_and_a_revoked_one_stops_at_once(port):
+    cfg = str(port_configs[port])
+    made = cli("keys", "create", "--name", "app2", "--scope", "speech", "--config", cfg)
+    key = made.stdout.split("keep it secret): ")[1].split()[0]
+    assert call(port, "/v1/voices", key=key)[0] == 200
+    assert cli("keys", "revoke", "--name", "app2", "--config", cfg).returncode == 0
+    assert call(port, "/v1/voices", key=key)[0] == 401
+
+
 def test_keys_and_scopes_guard_the_speech_endpoints(port):
     assert call(port, "/v1/voices", key=None)[0] == 401
     assert call(port, "/v1/voices", key=READER)[0] == 403
@@ -152,9 +167,10 @@ def test_the_openapi_document_is_valid_and_covers_every_route(port, tmp_path):
     doc = json.loads(body)
     assert status == 200
     validate(doc)
-    cfg = Config.model_validate(
-        {"store": {"dir": str(tmp_path)}, "dialplans": {"dir": str(Path("dialplans"))}}
-    )
+    cfg = Config.model_validate({
+        "store": {"dir": str(tmp_path)}, "dialplans": {"dir": "dialplans"},
+        "webrtc": {"require_token": True, "token_secret": "s" * 32},  # every route there is
+    })  # fmt: skip
     server = Server(cfg)
     assert server.http is not None
     routes = {

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from agent.api.calls import CallsApi, decode_cursor, encode_cursor
 from agent.api.keys import ApiKeys, hash_key
+from agent.api.keystore import KeyStore
 from agent.config import ApiKeyConfig, WebhookConfig
 from agent.dialog.session import Outcome
 from agent.records.callrecord import transcript_of
@@ -247,13 +248,77 @@ def test_voice_agent_calls_lists_the_store(tmp_path):
     assert [r["id"] for r in rows] == [new] and old not in recent.stdout
 
 
-def test_keys_create_prints_a_key_once_and_the_hash_that_admits_it():
-    proc = cli("keys", "create", "--name", "crm", "--scope", "calls:read,calls:write")
-    assert proc.returncode == 0, proc.stderr
-    key = proc.stdout.split("keep it secret): ")[1].split()[0]
-    assert key.startswith("va_") and f"sha256: {hash_key(key)}" in proc.stdout
-    assert "scopes: [calls:read, calls:write]" in proc.stdout
-    assert cli("keys", "create", "--name", "crm", "--scope", "root").returncode == 2
+def test_keys_are_made_once_kept_hashed_in_the_store_and_revoked(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"store:\n  dir: {tmp_path}\n")
+    made = cli("keys", "create", "--name", "crm", "--scope", "calls:read,calls:write", "--config", str(cfg))
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.split("keep it secret): ")[1].split()[0]
+    assert key.startswith("va_") and key not in (tmp_path / "calls.db").read_bytes().decode(errors="replace")
+    keys = ApiKeys([], KeyStore(Database(tmp_path / "calls.db")))
+    found = keys.find(key)
+    assert found is not None and found.scopes == ["calls:read", "calls:write"]
+    assert cli("keys", "create", "--name", "crm", "--scope", "speech", "--config", str(cfg)).returncode == 2
+    assert cli("keys", "create", "--name", "x", "--scope", "root", "--config", str(cfg)).returncode == 2
+    assert cli("keys", "revoke", "--name", "crm", "--config", str(cfg)).returncode == 0
+    assert keys.find(key) is None  # at once: the store is read on each request
+    listed = cli("keys", "list", "--config", str(cfg)).stdout
+    assert "crm" in listed and "revoked" in listed
+    assert cli("keys", "revoke", "--name", "crm", "--config", str(cfg)).returncode == 1
+
+
+def jwt(secret: str, claims: dict[str, Any], alg: str = "HS256") -> str:
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+    return head + "." + b64(hmac.new(secret.encode(), head.encode(), hashlib.sha256).digest())
+
+
+def test_jwts_signed_with_the_secret_are_keys_and_each_key_keeps_to_its_rate(tmp_path):
+    secret = "a-jwt-secret-of-at-least-32-characters!"
+    keys = ApiKeys([ApiKeyConfig(name="reader", sha256=hash_key(READER), scopes=["calls:read"])],
+                   requests_per_minute=6, jwt_secret=secret)  # fmt: skip
+    app = web.Application()
+
+    async def ok(request: web.Request) -> web.StreamResponse:
+        return keys.check(request, "calls:read") or web.json_response({})
+
+    app.router.add_get("/v1/x", ok)
+    now = time.time()
+    good = jwt(secret, {"sub": "site", "scope": "calls:read", "exp": now + 60})
+
+    async def body(http: aiohttp.ClientSession) -> None:
+        def get(token: str) -> Any:
+            return http.get("/v1/x", headers={"Authorization": f"Bearer {token}"})
+
+        assert (await get(good)).status == 200
+        for bad in (
+            jwt(secret, {"sub": "site", "scope": "calls:read", "exp": now - 1}),  # expired
+            jwt(secret, {"sub": "site", "scope": "calls:read"}),  # no exp
+            jwt("another-secret-of-at-least-32-characters", {"scope": "calls:read", "exp": now + 60}),
+            jwt(secret, {"scope": "calls:read", "exp": now + 60}, alg="none"),
+        ):
+            assert (await get(bad)).status == 401
+        assert (await get(jwt(secret, {"scope": "speech", "exp": now + 60}))).status == 403
+        statuses = [(await get(READER)).status for _ in range(12)]  # a burst of 10, then the rate
+        assert statuses[:10] == [200] * 10 and statuses[-1] == 429
+
+    async def serve() -> None:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{runner.addresses[0][1]}") as http:
+                await body(http)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
 
 
 def test_an_unusable_store_folder_is_a_clear_start_up_error(tmp_path):

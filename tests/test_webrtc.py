@@ -29,14 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "webrtc"
 
 
-async def with_gateway(test, limiter: CallLimiter | None = None, handler=None, **cfg: object):
+async def with_gateway(test, limiter: CallLimiter | None = None, handler=None, keys=None, **cfg: object):
     """Run `test(base_url, gateway)` against signaling + gateway on 127.0.0.1 (default: echo)."""
     handler = handler or echo_handler(0.2)
     install_ice_address_hook()  # what the server does at start-up
     gateway = WebRtcGateway(WebRtcConfig(**cfg), lambda info: handler, limiter or CallLimiter(4), Metrics())
     gateway.accepting = True
     app = web.Application()
-    app.router.add_routes(Signaling(gateway.cfg, gateway).routes())
+    app.router.add_routes(Signaling(gateway.cfg, gateway, keys).routes())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -106,6 +106,44 @@ def test_a_configured_origin_gets_cors_headers_and_a_full_house_gets_503():
         and "busy" in busy[1]["error"]
         and busy[2]["Access-Control-Allow-Origin"] == "https://shop.example"
     )
+
+
+def test_with_require_token_only_an_offer_with_a_fresh_token_is_taken():
+    from agent.api import jwt
+    from agent.api.keys import ApiKeys, hash_key
+    from agent.config import ApiKeyConfig
+
+    secret = "a-webrtc-token-secret-of-32-chars!!"
+    keys = ApiKeys([ApiKeyConfig(name="site", sha256=hash_key("va_site-key"), scopes=["calls:write"])])
+    speech = np.concatenate([silence(0.3), espeak("Token please."), silence(1.0)])
+
+    async def test(url, gateway):
+        offer = json.dumps({"type": "offer", "sdp": AUDIO_OFFER}).encode()
+        out = {"none": await post(url, offer)}
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url + "/v1/webrtc/token") as r:
+                out["mint without key"] = r.status
+            async with s.post(url + "/v1/webrtc/token", headers={"X-API-Key": "va_site-key"}) as r:
+                token = (await r.json())["token"]
+            async with s.post(url + "/v1/webrtc/token?to=sales", headers={"X-API-Key": "va_site-key"}) as r:
+                sales = (await r.json())["token"]
+        out["other user"] = await post(
+            url, json.dumps({"type": "offer", "sdp": AUDIO_OFFER, "token": sales}).encode()
+        )
+        stale = jwt.encode({"aud": "webrtc", "exp": 1000}, secret.encode())
+        out["expired"] = await post(
+            url, json.dumps({"type": "offer", "sdp": AUDIO_OFFER, "token": stale}).encode()
+        )
+        call = await webrtc_call(url, speech, 2.0, token=token)
+        again = await webrtc_call(url, speech, 1.0, token=token)
+        return out, call, again
+
+    out, call, again = asyncio.run(with_gateway(test, keys=keys, require_token=True, token_secret=secret))
+    assert out["none"][0] == 401 and "token" in out["none"][1]["error"]
+    assert out["mint without key"] == 401
+    assert out["other user"][0] == 401 and out["expired"][0] == 401
+    assert call.status == 200, call.error
+    assert again.status == 401  # each token is taken once
 
 
 def test_an_aiortc_caller_hears_itself_through_the_echo_dialplan_and_the_slot_is_freed():

@@ -63,7 +63,7 @@ class WebRtcCall:
 
 
 async def webrtc_call(
-    base_url: str, caller16k: np.ndarray, seconds: float, to: str | None = None
+    base_url: str, caller16k: np.ndarray, seconds: float, to: str | None = None, token: str | None = None
 ) -> WebRtcCall:
     install_ice_address_hook()
     result = WebRtcCall()
@@ -90,6 +90,8 @@ async def webrtc_call(
     with ice_addresses(["127.0.0.1"]):
         await pc.setLocalDescription(await pc.createOffer())
     body = {"type": "offer", "sdp": pc.localDescription.sdp, **({"to": to} if to else {})}
+    if token:
+        body["token"] = token
     async with aiohttp.ClientSession() as http, http.post(f"{base_url}/v1/webrtc/offer", json=body) as r:
         result.status = r.status
         data = await r.json()

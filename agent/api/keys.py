@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
-import sys
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
 
+from agent.api import jwt
+from agent.api.keystore import KeyStore, hash_key, new_key
 from agent.config import SCOPES, ApiKeyConfig
+from agent.telephony.admission import TokenBucket
 
+__all__ = ["API_KEY", "ApiKeys", "error", "hash_key", "new_key", "presented_key", "verify_jwt"]
 API_KEY = web.RequestKey("api_key", str)  # the name of the key a request was let in with
-PREFIX = "va_"  # makes a leaked key easy to recognise (secret scanners, logs)
-
-
-def new_key() -> str:
-    return PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -43,46 +37,58 @@ def error(status: int, message: str, **headers: str) -> web.Response:
 
 
 class ApiKeys:
-    """The configured keys; `check` says whether a request may use a scope."""
+    """The keys of the config and of the store (`voice-agent keys`), and optionally JWTs;
+    `check` says whether a request may use a scope, and keeps each key to its rate."""
 
-    def __init__(self, keys: Sequence[ApiKeyConfig]) -> None:
+    def __init__(
+        self,
+        keys: Sequence[ApiKeyConfig],
+        store: KeyStore | None = None,
+        requests_per_minute: float = 600.0,
+        jwt_secret: str | None = None,
+    ) -> None:
         self._keys = [(bytes.fromhex(k.sha256), k) for k in keys]
+        self._store = store
+        self._rate = requests_per_minute / 60
+        self._buckets: dict[str, TokenBucket] = {}
+        self._jwt_secret = jwt_secret.encode() if jwt_secret else None
 
     def find(self, key: str) -> ApiKeyConfig | None:
         digest = hashlib.sha256(key.encode()).digest()
+        stored = [(bytes.fromhex(k.sha256), k) for k in self._store.active()] if self._store else []
         found = None
-        for stored, cfg in self._keys:  # all of them, whatever matches: constant time
-            if hmac.compare_digest(stored, digest):
+        for known, cfg in [*self._keys, *stored]:  # all of them, whatever matches: constant time
+            if hmac.compare_digest(known, digest):
                 found = cfg
         return found
 
     def check(self, request: web.Request, scope: str) -> web.Response | None:
-        """None if the request may go on; else the 401/403 answer to give."""
+        """None if the request may go on; else the 401/403/429 answer to give."""
         key = presented_key(request)
-        found = self.find(key) if key is not None else None
+        found: ApiKeyConfig | None = None
+        if key is not None:
+            found = verify_jwt(key, self._jwt_secret, time.time()) if key.count(".") == 2 else self.find(key)
         if found is None:
             return error(
                 401, "a valid API key is required", **{"WWW-Authenticate": 'Bearer realm="voice-agent"'}
             )
         if scope not in found.scopes:
             return error(403, f"this key lacks the {scope!r} scope")
+        bucket = self._buckets.setdefault(found.name, TokenBucket(self._rate, max(10.0, self._rate * 10)))
+        if not bucket.take(time.monotonic()):
+            return error(
+                429, "too many requests for this key", **{"Retry-After": str(int(bucket.wait_s()) + 1)}
+            )
         request[API_KEY] = found.name
         return None
 
 
-def create_command(name: str, scopes: str) -> int:
-    """`voice-agent keys create`: the key goes to the terminal once; only its hash is kept."""
-    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
-    if not wanted or any(s not in SCOPES for s in wanted):
-        print(f"voice-agent: scopes are {', '.join(SCOPES)}", file=sys.stderr)
-        return 2
-    try:
-        ApiKeyConfig(name=name, sha256="0" * 64, scopes=wanted)
-    except ValueError:
-        print("voice-agent: a key name is 1-64 letters, digits, _ . -", file=sys.stderr)
-        return 2
-    key = new_key()
-    print(f"API key (shown once, keep it secret): {key}\n")
-    print("Add to the config's api.keys, then restart:\n")
-    print(f"  - name: {name}\n    sha256: {hash_key(key)}\n    scopes: [{', '.join(wanted)}]")
-    return 0
+def verify_jwt(token: str, secret: bytes | None, now: float) -> ApiKeyConfig | None:
+    """An HS256 JWT signed with `secret`, unexpired (`exp` is required), as a key named
+    `jwt:<sub>` with the scopes of its `scope` claim (space-separated). None if not valid."""
+    claims = jwt.decode(token, secret, now) if secret is not None else None
+    if claims is None:
+        return None
+    scopes = [s for s in str(claims.get("scope", "")).split() if s in SCOPES]
+    name = f"jwt:{str(claims.get('sub', 'anonymous'))[:40]}"
+    return ApiKeyConfig.model_construct(name=name, sha256="", scopes=scopes) if scopes else None  # type: ignore[arg-type]

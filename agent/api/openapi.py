@@ -71,16 +71,27 @@ def document() -> dict[str, Any]:
                 "CORS preflight (the widget on another origin)", None, {"204": _answer("allowed")}
             ),
             "post": _op(
-                "start a web call: an SDP offer in, the answer out (no key: the public widget uses it)",
+                "start a web call: an SDP offer in, the answer out (no key; a call token with require_token)",
                 None,
                 {"200": _answer("the SDP answer", OBJ)},
                 400,
+                401,
                 403,
                 404,
                 413,
                 503,
                 requestBody={"required": True, "content": {"application/json": {"schema": OBJ}}},
             ),
+        },
+        "/v1/webrtc/token": {
+            "post": _op(
+                "a one-time token for one web call (with webrtc.require_token), for the site's backend",
+                "calls:write",
+                {"200": _answer("the token", OBJ)},
+                400,
+                429,
+                parameters=[{"name": "to", "in": "query", "schema": {"type": "string"}}],
+            )
         },
         "/v1/calls": {
             "get": _op(

@@ -8,7 +8,10 @@
  * Every element with data-voice-agent becomes a widget. data-server defaults to this page's
  * origin; data-to picks the dialplan (the "called user"). The page must be served over HTTPS
  * (or from localhost) for the browser to allow the microphone.
- * Script API: VoiceAgentWidget.mount(element, {server, to, title}) returns the widget.
+ * Script API: VoiceAgentWidget.mount(element, {server, to, title, token}) returns the widget.
+ * With webrtc.require_token on the agent, each call needs a token from the site's backend
+ * (POST /v1/webrtc/token): `token` is a function returning one (or a promise of one), called
+ * per call; data-token gives a fixed one (good for one call only).
  */
 (function () {
   "use strict";
@@ -82,6 +85,7 @@
   function Widget(root, opts) {
     this.server = (opts.server || window.location.origin).replace(/\/$/, "");
     this.to = opts.to || "";
+    this.token = opts.token || "";
     this.state = "idle";
     this.pc = null;
     this.captions = [];  // {who, text}: what the page showed, for people and tests alike
@@ -208,10 +212,12 @@
     try {
       await pc.setLocalDescription(await pc.createOffer());
       await gathered(pc, 3000);
+      var token = typeof this.token === "function" ? await this.token() : this.token;
       var resp = await fetch(this.server + "/v1/webrtc/offer", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp, to: this.to || undefined }),
+        body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp, to: this.to || undefined,
+                               token: token || undefined }),
       });
       var body = await resp.json().catch(function () { return {}; });
       if (!resp.ok) throw new Error(body.error || "the agent answered " + resp.status);
@@ -274,7 +280,8 @@
     document.querySelectorAll("[data-voice-agent]").forEach(function (root) {
       if (root.getAttribute("data-voice-agent-mounted")) return;
       root.setAttribute("data-voice-agent-mounted", "1");
-      api.mount(root, { server: root.dataset.server, to: root.dataset.to, title: root.dataset.title });
+      api.mount(root, { server: root.dataset.server, to: root.dataset.to, title: root.dataset.title,
+                        token: root.dataset.token });
     });
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mountAll);
