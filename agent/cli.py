@@ -104,6 +104,7 @@ def _as_worker(cfg: Config, spec: str) -> Config:
         "limits": sip.limits.model_copy(update={"trusted": [*sip.limits.trusted, "127.0.0.1/32"]}),
         "access": sip.access.model_copy(update={"allow": [], "auth": None}),
         "edge": False,
+        "outbound_proxy": f"sip:127.0.0.1:{sip.port};lr",  # its own calls leave through the front
     }
     http = cfg.http.model_copy(update={"port": cfg.http.port + 1 + index if cfg.http.port else 0})
     return cfg.model_copy(update={"sip": sip.model_copy(update=update), "http": http})

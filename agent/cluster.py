@@ -5,7 +5,8 @@ pjsua answers at most 4 calls per process (see agent/telephony/kamailio.py). Whe
 it starts N workers (each a full `voice-agent serve --worker PORT:CALLS` on 127.0.0.1), waits
 until each answers SIP OPTIONS, then starts Kamailio on the public SIP address. A worker that
 dies is restarted; SIGTERM stops the workers first (so they can send BYEs through the front),
-then Kamailio.
+then Kamailio. With HTTP on, the supervisor serves the API on `http.port` and passes each
+request to a worker (agent/clusterhttp.py); workers' own calls go out through Kamailio.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import structlog
 
+from agent.clusterhttp import HttpFront
 from agent.config import Config
 from agent.errors import StartupError
 from agent.telephony import kamailio
@@ -53,6 +55,12 @@ class Cluster:
         self.ports = [first + i for i in range(len(self.shares))]
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._front: subprocess.Popen[bytes] | None = None
+        http = cfg.http
+        self.http = (
+            HttpFront(http.host, http.port, [http.port + 1 + i for i in range(len(self.shares))])
+            if http.enabled and http.port
+            else None
+        )  # with port 0 each worker picks its own and there is no front to find them
         self._stopping = asyncio.Event()
 
     def _worker_cmd(self, port: int, calls: int) -> list[str]:
@@ -113,9 +121,12 @@ class Cluster:
                 asyncio.ensure_future(self._watch(p, c)) for p, c in zip(self.ports, self.shares, strict=True)
             ]
             watchers.append(asyncio.ensure_future(self._watch_front(config)))
+            if self.http is not None:
+                await self.http.start()
             log.info(
                 "ready",
                 sip=f"{self.cfg.sip.host}:{self.cfg.sip.port}",
+                http=f"{self.http.host}:{self.http.port}" if self.http else None,
                 front="kamailio",
                 front_pid=self._front.pid,
                 workers=self.ports,
@@ -124,6 +135,8 @@ class Cluster:
         finally:
             self._stopping.set()
             log.info("stopping")
+            if self.http is not None:
+                await self.http.stop()
             for proc in self._procs.values():
                 if proc.returncode is None:
                     proc.send_signal(signal.SIGTERM)

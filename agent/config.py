@@ -157,6 +157,9 @@ class SipConfig(_Section):
     worker_port: int = Field(0, ge=0, le=65535)  # first worker SIP port (0: port + 1)
     media_host: str | None = None  # RTP bind address when it differs from `host` (workers)
     contact: str | None = None  # forced Contact URI (a worker registering for the front)
+    # Where the agent's own calls (API, warm transfer) go first: an SBC, a trunk's proxy; a
+    # cluster worker's is its Kamailio front. "sip:host[:port];lr"
+    outbound_proxy: str | None = Field(None, pattern=r"^sips?:[^\s]+$")
     codecs: list[str] = Field(default_factory=lambda: ["G722/16000", "PCMU/8000", "PCMA/8000"], min_length=1)
     user_agent: str = "voice-agent"
     log_level: int = Field(1, ge=0, le=6)  # pjsip's own log level (1 errors .. 5 trace)

@@ -100,7 +100,7 @@ class Outbound:
             leg.record(record.recorder)
             detector = Detector(leg, self.services, plan.amd) if req.amd else None
             verdict = (await detector.classify()).verdict if detector is not None else "unknown"
-            record.answered(verdict, leg.info.call_id)
+            record.answered(verdict, leg.info)
             if detector is not None and verdict == "machine":
                 result = await self._voicemail(leg, plan, detector)
                 return

@@ -15,17 +15,19 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml as pyyaml
 
 from agent.api.keys import hash_key
 from agent.audio.resample import resample
 from agent.audio.wav import write_wav
-from tests.peers import BaresipPhone, WebhookReceiver, read_log
-from tests.test_sip import serve_plan
+from tests.peers import LOCAL, BaresipPhone, WebhookReceiver, free_port, read_log
+from tests.test_sip import serve, serve_plan
 from tests.test_warm_transfer_real import transcribe_parts
 from tests.voices import espeak, silence
 
@@ -98,6 +100,12 @@ def post(port: int, body: dict) -> dict:
         return dict(json.loads(r.read()))
 
 
+def get(port: int, path: str) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return dict(json.loads(r.read()))
+
+
 def ended(hooks: WebhookReceiver, call_id: str, timeout_s: float = 90) -> list[dict]:
     got = hooks.wait_for(
         lambda ev: any(e["type"] == "call.ended" and e["data"]["call"]["id"] == call_id for e in ev),
@@ -151,3 +159,46 @@ def test_nobody_answers_and_voice_agent_call_says_so(agent, tmp_path):
     )  # fmt: skip
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 1 and lines[-1]["result"] == "no answer", (done.stdout, done.stderr)
+
+
+def test_in_cluster_mode_the_supervisor_spreads_outgoing_calls_over_the_workers(tmp_path, stt):
+    """Two workers (one call each) behind Kamailio; the supervisor's HTTP front takes both
+    requests, each worker places one call, and each leaves through the front."""
+    phones = []
+    for name in ("ann", "bob"):
+        (tmp_path / name).mkdir()
+        person(tmp_path / f"{name}.wav")
+        phones.append(BaresipPhone(tmp_path / name, tmp_path / f"{name}.wav", seconds=120, user=name))
+    plans = tmp_path / "dialplans"
+    plans.mkdir()
+    (plans / "reminders.yaml").write_text(pyyaml.safe_dump({**PLAN, "default": True}))
+    http = free_port()
+    cfg = (
+        f"sip:\n  host: {LOCAL}\n  port: {free_port()}\n  rtp_port: 0\n"
+        "  max_calls: 2\n  calls_per_process: 1\n"
+        f"dialplans:\n  dir: {plans}\nhttp:\n  host: 127.0.0.1\n  port: {http}\n"
+        f"api:\n  keys:\n    - {{name: crm, sha256: {hash_key(KEY)}, scopes: [calls:write, calls:read]}}\n"
+    )
+    proc, events = serve(tmp_path, cfg, cluster=True)
+    try:
+        assert events[-1].get("http") == f"127.0.0.1:{http}", events[-3:]
+        ids = [post(http, {"to": p.uri, "dialplan": "reminders",
+                           "variables": {"first_name": n, "day": "Friday"}})["id"]
+               for p, n in zip(phones, ("Maria", "Peter"), strict=True)]  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not all(get(http, f"/v1/calls/{i}")["result"] for i in ids):
+            time.sleep(1)
+        heard = [p.result() for p in phones]
+        # Each worker placed one: it calls from its own port (the From of its record).
+        records = [get(http, f"/v1/calls/{i}") for i in ids]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, log = proc.communicate(timeout=90)
+        (tmp_path / "cluster.log").write_text(log)  # the workers' lines too: they share its stderr
+        for p in phones:
+            p.stop()
+    for call, name in zip(heard, ("maria", "peter"), strict=True):
+        text = transcribe_parts(stt, resample(call.heard, call.rate, 16000))
+        assert name in text and "friday" in text, (name, text)
+    assert all(r["direction"] == "outbound" and r["answered_by"] == "human" for r in records), records
+    assert len({r["from_uri"] for r in records}) == 2, [r["from_uri"] for r in records]

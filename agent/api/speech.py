@@ -2,9 +2,9 @@
 
 They share the engine workers with the calls, as background work: an upload is transcribed in
 pieces of at most `PIECE_S` (cut where it is quietest) and a text is synthesised sentence by
-sentence, each piece a background job that starts only when no live call's job of that engine
-is queued, so a live call waits at most one piece. At most `MAX_PENDING` requests are in
-progress; past that: 503 with Retry-After.
+sentence, each piece started only when no live call has engine work queued or running (of any
+engine: they share the cores), so a live call's turn waits at most for one piece. At most
+`MAX_PENDING` requests are in progress; past that: 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ MAX_UPLOAD = 20 * 1024 * 1024
 MAX_SECONDS = 600.0
 MAX_TEXT = 2000
 MAX_PENDING = 4
-PIECE_S = 10.0
+PIECE_S = 5.0
 
 
 def finite(value: float | None, digits: int = 3) -> float | None:
@@ -71,6 +71,9 @@ class SpeechApi:
         self.keys = keys
         self.services = services  # None until the engines are loaded
         self.pending = 0
+        # One piece at a time over all requests: when a caller's turn comes, at most one is in
+        # the engines' way (queued pieces would start while the call's LLM runs).
+        self._piece = asyncio.Lock()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -127,8 +130,11 @@ class SpeechApi:
         texts, segments, confidences = [], [], []
         offset = 0.0
         try:
+            hotwords = request.query.get("hotwords", "")[:500]
             for piece in pieces(pcm):
-                t = await services.transcribe(piece, prompt, request.query.get("hotwords", "")[:500], True)
+                async with self._piece:
+                    await services.live_idle()
+                    t = await services.transcribe(piece, prompt, hotwords, True)
                 texts.append(t.text.strip())
                 confidences.append(t.confidence)
                 segments += [{"start": finite(offset + s.start, 2), "end": finite(offset + s.end, 2),
@@ -168,10 +174,11 @@ class SpeechApi:
         first: float | None = None
         try:
             for sentence in sentences:
-                async with services.speak(sentence, voice, CancelToken(), background=True) as chunks:
-                    async for c in chunks:
-                        audio.append(c.pcm)
-                        first = first if first is not None else time.monotonic() - started
+                async with self._piece:
+                    await services.live_idle()
+                    async with services.speak(sentence, voice, CancelToken(), background=True) as chunks:
+                        audio += [c.pcm async for c in chunks]
+                first = first if first is not None else time.monotonic() - started
         except EngineError as exc:
             return error(503, f"speech synthesis failed: {exc}", **{"Retry-After": "5"})
         pcm = np.concatenate(audio) if audio else np.zeros(0, np.int16)
@@ -195,9 +202,12 @@ class SpeechApi:
         await response.write(bytes(header))
         try:
             for sentence in sentences:
-                async with services.speak(sentence, voice, CancelToken(), background=True) as chunks:
-                    async for c in chunks:
-                        await response.write(c.pcm.astype(np.int16).tobytes())
+                async with self._piece:
+                    await services.live_idle()
+                    async with services.speak(sentence, voice, CancelToken(), background=True) as chunks:
+                        speech = [c.pcm async for c in chunks]
+                for pcm in speech:  # written outside the lock: a slow reader holds up nobody
+                    await response.write(pcm.astype(np.int16).tobytes())
         except EngineError:
             pass  # the audio stops short; the status line has gone out already
         await response.write_eof()

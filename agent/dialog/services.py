@@ -171,6 +171,13 @@ class Services:
                 wait = min(wait * 2, 8.0)
         raise EngineError(f"background LLM work gave way to live calls {tries} times in a row")
 
+    async def live_idle(self) -> None:
+        """Until no live call has engine work queued or running: background work (an HTTP
+        upload's next piece) goes into the gaps between callers' turns. Polled every 20 ms:
+        the workers have no cross-engine idle event, and a poll costs nothing next to a piece."""
+        while self._live_work():
+            await asyncio.sleep(0.02)
+
     def _live_work(self) -> bool:
         """A live call has engine work queued or running (STT, LLM or TTS): they share the cores."""
         return any(w.give_way() for w in (self.stt_worker, self.llm_worker, self.tts_worker))

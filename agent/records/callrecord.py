@@ -86,11 +86,12 @@ class CallRecord:
         except Exception:
             log.exception("storing call progress failed", call=self.id)
 
-    def answered(self, by: str, sip_call_id: str = "") -> None:
+    def answered(self, by: str, info: CallInfo | None = None) -> None:
         """An outgoing call was answered, by a human, a machine or we do not know."""
         self.started = time.monotonic()
         try:
-            self.store.progress(self.id, sip_call_id=sip_call_id, answered_by=by)
+            sip_id, ours = (info.call_id, info.from_uri) if info is not None else ("", "")
+            self.store.progress(self.id, sip_call_id=sip_id, from_uri=ours, answered_by=by)
         except Exception:
             log.exception("storing call progress failed", call=self.id)
 

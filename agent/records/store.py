@@ -137,13 +137,19 @@ class CallStore:
         self.on_event()  # after the commit: the dispatcher must find the rows
         return call_id
 
-    def progress(self, call_id: str, *, sip_call_id: str = "", answered_by: str | None = None) -> None:
+    def progress(
+        self, call_id: str, *, sip_call_id: str = "", from_uri: str = "", answered_by: str | None = None
+    ) -> None:
         """An outgoing call rings (`call.ringing`), or was answered (`call.answered`, with who
-        answered it when detection ran)."""
+        answered it when detection ran). `from_uri`: the identity it went out with."""
         now = self.clock()
         with self.db.transaction() as tx:
-            if sip_call_id:
-                tx.execute("UPDATE calls SET sip_call_id = ? WHERE id = ?", (sip_call_id, call_id))
+            if sip_call_id or from_uri:
+                tx.execute(
+                    "UPDATE calls SET sip_call_id = coalesce(nullif(?, ''), sip_call_id),"
+                    " from_uri = coalesce(nullif(?, ''), from_uri) WHERE id = ?",
+                    (sip_call_id, from_uri, call_id),
+                )
             if answered_by is None:
                 self._emit(tx, "call.ringing", call_id, {"call": self._record(tx, call_id)}, now)
             else:

@@ -5,6 +5,7 @@ process answers at most 4 calls. Past that, `voice-agent serve` runs several age
 loopback ports and Kamailio spreads INVITEs over them (round robin), trying the next worker
 when one answers 486 (full), 5xx or times out. It record-routes, so in-dialog requests (ACK,
 re-INVITE, BYE both ways) pass through it; RTP goes straight between caller and worker.
+A worker's own outgoing calls (the API's, a warm transfer's) leave through it the same way.
 
 It is also the edge against the open internet (`sip.edge` puts it in front of a single worker
 too): SIP scanners' requests (by User-Agent) and, with `sip.access.allow`, outsiders' INVITEs
@@ -60,6 +61,8 @@ def render_config(cfg: SipConfig, worker_ports: list[int], runtime: Path) -> Pat
     if cfg.host not in ("127.0.0.1", "0.0.0.0", "::"):
         listen += f"\nlisten=udp:127.0.0.1:{cfg.port}"
     loads = "\n".join(f'loadmodule "{m}.so"' for m in MODULES)
+    ports = " || ".join(f"$sp == {p}" for p in worker_ports)
+    from_worker = f'($si == "127.0.0.1" && ({ports}))'
     lim, access = cfg.limits, cfg.access
     per_window = max(lim.per_source_burst, math.ceil(lim.per_source_calls_per_s * WINDOW_S))
     scanners = "|".join(re.escape(s.lower()) for s in access.scanner_agents) or "^$no-scanner"
@@ -127,6 +130,13 @@ modparam("dialog", "default_timeout", 3600)  # a call whose BYE never came count
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     if (!sanity_check("17895", "7")) {{ xlog("L_WARN", "malformed request from $si dropped\\n"); exit; }}
+    if (!has_totag() && {from_worker}) {{  # a worker's own call going out (API, warm transfer)
+        remove_hf("Route");  # the worker's preloaded route to us: the request goes to its R-URI
+        if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
+        if (is_method("INVITE")) record_route();
+        if (!t_relay()) sl_reply_error();
+        exit;
+    }}
     if ($ua != $null && $(ua{{s.tolower}}) =~ "{scanners}") {{
         xlog("L_DBG", "scanner '$ua' from $si dropped\\n");  # no log line per packet of a flood
         exit;

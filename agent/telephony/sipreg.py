@@ -52,6 +52,8 @@ def account_config(cfg: SipConfig, addresses: list[str]) -> pj.AccountConfig:
         ac.idUri = f"sip:agent@{host}"
     if cfg.contact:
         ac.sipConfig.contactForced = cfg.contact
+    if cfg.outbound_proxy:
+        ac.sipConfig.proxies.append(cfg.outbound_proxy)
     mt = ac.mediaConfig.transportConfig
     mt.port = cfg.rtp_port
     mt.portRange = cfg.rtp_port_range
