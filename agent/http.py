@@ -28,6 +28,7 @@ class HttpServer:
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics_handler)
         self.app.router.add_get("/openapi.json", self._openapi)
+        self.app.router.add_get("/docs", self._docs)
         self._runner: web.AppRunner | None = None
 
     def add_routes(self, routes: list[web.RouteDef]) -> None:
@@ -61,6 +62,9 @@ class HttpServer:
 
     async def _openapi(self, _: web.Request) -> web.Response:
         return web.json_response(openapi.document())
+
+    async def _docs(self, _: web.Request) -> web.Response:
+        return web.Response(text=openapi.html(openapi.document()), content_type="text/html")
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})

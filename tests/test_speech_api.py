@@ -5,7 +5,6 @@ matched against every route the server registers."""
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import urllib.error
@@ -13,12 +12,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from agent.api.keys import hash_key
-from agent.audio.decode import decode_audio
+from agent.audio.decode import decode_audio, encode_audio
 from agent.wer import wer
 from tests.test_records_real import http_port
 from tests.test_sip import serve
@@ -64,23 +62,7 @@ def call(port: int, path: str, body: bytes | None = None, key: str | None = KEY,
 
 def encode(pcm: np.ndarray, fmt: str) -> bytes:
     """16 kHz mono int16 as a file of `fmt` (the codecs a browser or phone app would send)."""
-    codec = {"wav": "pcm_s16le", "flac": "flac", "mp3": "libmp3lame", "ogg": "libopus", "webm": "libopus"}[
-        fmt
-    ]
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=48000 if codec == "libopus" else 16000)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = 16000
-        fmt_name = stream.format.name if stream.format else "s16"
-        resampler = av.AudioResampler(format=fmt_name, layout="mono", rate=stream.rate)
-        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
-            for packet in stream.encode(piece):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
+    return encode_audio(pcm, 16000, fmt)
 
 
 def test_recorded_speech_in_five_formats_is_transcribed(port, speech_dir, manifest):
@@ -167,6 +149,8 @@ def test_the_openapi_document_is_valid_and_covers_every_route(port, tmp_path):
     doc = json.loads(body)
     assert status == 200
     validate(doc)
+    page = call(port, "/docs", key=None)
+    assert page[0] == 200 and "/v1/stt" in page[2].decode() and "speech" in page[2].decode()
     cfg = Config.model_validate({
         "store": {"dir": str(tmp_path)}, "dialplans": {"dir": "dialplans"},
         "webrtc": {"require_token": True, "token_secret": "s" * 32},  # every route there is

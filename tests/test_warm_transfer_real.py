@@ -113,23 +113,33 @@ def last_call(db: Path) -> dict:
         return dict(conn.execute("SELECT * FROM calls ORDER BY offered DESC LIMIT 1").fetchone())
 
 
-def test_the_human_hears_a_briefing_accepts_and_talks_with_the_caller(agent, tmp_path, meters, stt):
-    port, log, db, taker, _ = agent
+def call_with(
+    agent: tuple, tmp_path: Path, meters: object, scenario: str
+) -> tuple[dict, list[dict], list[dict]]:
+    """One callsim call with this scenario: its result, the agent's log lines meanwhile, and
+    their "warm transfer" lines."""
+    port, log = agent[0], agent[1]
     seen = len(log.read_text().splitlines())
-    sc = tmp_path / "warm.yaml"
-    sc.write_text(
+    sc = tmp_path / "scenario.yaml"
+    sc.write_text(scenario)
+    result, _ = asyncio.run(
+        run_one(load_scenario(sc), f"sip:agent@127.0.0.1:{port}", tmp_path / "out", meters)
+    )
+    events = read_log(log)[seen:]
+    return result, events, [e for e in events if e.get("event") == "warm transfer"]
+
+
+def test_the_human_hears_a_briefing_accepts_and_talks_with_the_caller(agent, tmp_path, meters, stt):
+    db, taker = agent[2], agent[3]
+    result, events, warm = call_with(
+        agent, tmp_path, meters,
         "name: warm\ntiming: {max_duration_s: 90}\nturns:\n"
         "  - say: 'Hi. My back wheel is bent after an accident. Can I talk to a mechanic please?'\n"
         "  - say: 'Thanks Sam, my name is Maria and I need a new wheel.'\n"
         "    wait: none\n    delay_s: 26\n"
-        "  - silence_s: 20\n    wait: none\n"
-    )
-    result, _ = asyncio.run(
-        run_one(load_scenario(sc), f"sip:agent@127.0.0.1:{port}", tmp_path / "out", meters)
-    )
+        "  - silence_s: 20\n    wait: none\n",
+    )  # fmt: skip
     human = taker.result()
-    events = read_log(log)[seen:]
-    warm = [e for e in events if e.get("event") == "warm transfer"]
     assert warm and warm[0]["outcome"] == "connected", warm or events[-30:]
     assert warm[0]["how"].startswith("voice:"), warm
     print("warm transfer timing:", json.dumps(warm[0]))
@@ -167,23 +177,17 @@ def read_wav_channel(out: Path, who: str) -> tuple[np.ndarray, int]:
 
 
 def test_a_human_who_does_not_answer_sends_the_caller_back_to_leave_a_message(agent, tmp_path, meters):
-    port, log, db, _, _ = agent
-    seen = len(log.read_text().splitlines())
-    sc = tmp_path / "ring.yaml"
-    sc.write_text(
+    db = agent[2]
+    result, events, warm = call_with(
+        agent, tmp_path, meters,
         # Hold audio is not speech to callsim: after the transfer line it waits 3 s, then 1 s
         # more, then for the agent's next words (the unavailable line, 6 s after the dial).
         "name: ring\ntiming: {max_duration_s: 90, quiet_s: 3.0}\nturns:\n"
         "  - say: 'Can I talk to the office please?'\n"
         "  - silence_s: 1\n"
-        "  - say: 'Yes. Please ask Sam to call me back about my wheel.'\n"
-    )
-    result, _ = asyncio.run(
-        run_one(load_scenario(sc), f"sip:agent@127.0.0.1:{port}", tmp_path / "out", meters)
-    )
+        "  - say: 'Yes. Please ask Sam to call me back about my wheel.'\n",
+    )  # fmt: skip
     assert not result["error"], result["error"]
-    events = read_log(log)[seen:]
-    warm = [e for e in events if e.get("event") == "warm transfer"]
     assert warm and warm[0]["outcome"] == "no_answer", warm or events[-30:]
     assert warm[0]["ringing_s"] is not None  # it rang, then the agent gave up (CANCEL)
     deadline = time.monotonic() + 30

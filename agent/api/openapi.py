@@ -6,6 +6,7 @@ tests/test_openapi.py validates it and checks that every route the server regist
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -48,6 +49,26 @@ CALL = {"$ref": "#/components/schemas/Call"}
 ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
+def html(doc: dict[str, Any]) -> str:
+    """The document as a plain page for people (/docs): each route, its scope, its answers."""
+    rows = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            answers = ", ".join(f"{code} {a['description']}" for code, a in op["responses"].items())
+            scope = op.get("x-scope", "none")
+            cells = [f"<code>{method.upper()} {escape(path)}</code>", escape(op["summary"]), escape(scope),
+                     escape(answers)]  # fmt: skip
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return (
+        "<!doctype html><meta charset=utf-8><title>voice-agent API</title>"
+        "<style>body{font:14px system-ui;margin:2em}td{border-top:1px solid #ddd;padding:4px 8px;"
+        "vertical-align:top}</style><h1>voice-agent HTTP API</h1><p>Machine-readable: "
+        "<a href=/openapi.json>/openapi.json</a> (OpenAPI 3.1). Keys: <code>Authorization: Bearer KEY</code>"
+        " or <code>X-API-Key</code>.</p><table><tr><th>route</th><th>what</th><th>scope</th><th>answers</th>"
+        f"</tr>{''.join(rows)}</table>"
+    )
+
+
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("the process is alive", None, {"200": _answer("alive", OBJ)})},
@@ -63,6 +84,13 @@ def document() -> dict[str, Any]:
                 "Prometheus metrics",
                 None,
                 {"200": _answer("text exposition", {"type": "string"}, "text/plain")},
+            )
+        },
+        "/docs": {
+            "get": _op(
+                "this API as a page for people",
+                None,
+                {"200": _answer("HTML", {"type": "string"}, "text/html")},
             )
         },
         "/openapi.json": {"get": _op("this document", None, {"200": _answer("OpenAPI 3.1", OBJ)})},

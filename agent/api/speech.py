@@ -22,7 +22,7 @@ import numpy as np
 from aiohttp import BodyPartReader, web
 
 from agent.api.keys import ApiKeys, error
-from agent.audio.decode import AudioError, decode_audio, encode_ogg
+from agent.audio.decode import AudioError, decode_audio, encode_audio
 from agent.audio.levels import dbfs
 from agent.dialog.chunker import Chunker
 from agent.dialog.dialplan import Tools
@@ -183,7 +183,9 @@ class SpeechApi:
             return error(503, f"speech synthesis failed: {exc}", **{"Retry-After": "5"})
         pcm = np.concatenate(audio) if audio else np.zeros(0, np.int16)
         rate = engine.sample_rate
-        data = await asyncio.to_thread(encode_ogg, pcm, rate) if fmt == "ogg" else wav_bytes(pcm, rate)
+        data = (
+            await asyncio.to_thread(encode_audio, pcm, rate, "ogg") if fmt == "ogg" else wav_bytes(pcm, rate)
+        )
         headers = {"X-Duration": f"{len(pcm) / rate:.3f}", "X-Latency": f"{time.monotonic() - started:.3f}",
                    "X-First-Audio": f"{first or 0.0:.3f}"}  # fmt: skip
         return web.Response(

@@ -1,4 +1,4 @@
-"""Audio files in memory (WAV, FLAC, MP3, OGG/Opus, WebM...) to 16 kHz mono int16, with PyAV."""
+"""Audio files in memory (WAV, FLAC, MP3, OGG/Opus, WebM...) to 16 kHz mono int16, and back, with PyAV."""
 
 from __future__ import annotations
 
@@ -50,15 +50,21 @@ def decode_audio(data: bytes, rate: int = 16000, max_seconds: float = 600.0) -> 
     return np.concatenate(pieces).astype(np.int16)
 
 
-def encode_ogg(pcm: np.ndarray, rate: int) -> bytes:
-    """Mono int16 PCM as Ogg/Opus (48 kHz inside, as Opus requires)."""
+CODECS = {"wav": "pcm_s16le", "flac": "flac", "mp3": "libmp3lame", "ogg": "libopus", "webm": "libopus"}
+
+
+def encode_audio(pcm: np.ndarray, rate: int, fmt: str = "ogg") -> bytes:
+    """Mono int16 PCM as a `fmt` file (wav, flac, mp3, or Opus in ogg or webm at 48 kHz)."""
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="ogg") as out:
-        stream = out.add_stream("libopus", rate=48000)
+    with av.open(buf, mode="w", format=fmt) as out:
+        codec = CODECS[fmt]
+        stream = out.add_stream(codec, rate=48000 if codec == "libopus" else rate)
+        assert isinstance(stream, av.AudioStream)
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1).astype(np.int16), format="s16", layout="mono")
         frame.sample_rate = rate
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
+        sample_format = stream.format.name if stream.format else "s16"
+        resampler = av.AudioResampler(format=sample_format, layout="mono", rate=stream.rate)
         for piece in [*resampler.resample(frame), *resampler.resample(None)]:
             for packet in stream.encode(piece):
                 out.mux(packet)
