@@ -36,6 +36,8 @@ def load_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:  # found by tests/test_fuzz.py
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {data_byte(exc)})") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -76,3 +78,7 @@ def _nearest_line(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> in
         if loc[:n] in lines:
             return lines[loc[:n]]
     return None
+
+
+def data_byte(exc: UnicodeDecodeError) -> str:
+    return f"0x{exc.object[exc.start]:02x}" if exc.start < len(exc.object) else "cut short"

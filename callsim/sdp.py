@@ -60,17 +60,17 @@ def answer_media(sdp: str, offered: list[str]) -> Media:
     in_audio = False
     for raw in sdp.splitlines():
         line = raw.strip()
-        if line.startswith("m="):
-            parts = line[2:].split()
-            in_audio = parts[0] == "audio" and port < 0
-            if in_audio:
-                port = int(parts[1])
-                pts = [int(p) for p in parts[3:] if p.isdigit()]
+        if line.startswith("m="):  # m=<media> <port>[/<n>] <proto> <formats...>
+            m = re.fullmatch(r"m=(\w+)\s+(\d{1,5})(?:/\d+)?\s+\S+((?:\s+\S+)*)", line)
+            in_audio = m is not None and m.group(1) == "audio" and port < 0
+            if m is not None and in_audio:
+                port = int(m.group(2))
+                pts = [int(p) for p in m.group(3).split() if p.isdigit() and len(p) <= 3]
         elif line.startswith("c=") and (in_audio or not host):
-            host = line.split()[-1]
+            host = line.split()[-1] if len(line.split()) == 3 else host
         elif in_audio and (m := re.match(r"a=rtpmap:(\d+)\s+([^/\s]+)", line)):
             names[int(m.group(1))] = m.group(2)
-    if port <= 0:
+    if not 0 < port < 65536:
         raise SdpError("no active audio stream in the SDP")
     if not host:
         raise SdpError("no connection address in the SDP")
