@@ -55,8 +55,18 @@ def netns_available() -> bool:
     )
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
+def free_port(span: int = 1) -> int:
+    """A port free for both UDP and TCP on 127.0.0.1; with `span`, the first of that many free
+    in a row (a cluster's front and its workers), taken below the ephemeral range, where no
+    other socket of the machine is handed one of them meanwhile."""
+    if span > 1:
+        import random
+
+        for _ in range(200):
+            base = random.randrange(20000, 32000 - span)
+            if all(_free(p) for p in range(base, base + span)):
+                return base
+        raise RuntimeError("no free run of ports")
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.bind((LOCAL, 0))
@@ -68,6 +78,16 @@ def free_port() -> int:
                     continue
                 return port
     raise RuntimeError("no free port")
+
+
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((LOCAL, port))
+            except OSError:
+                return False
+    return True
 
 
 # --- SIPp ---------------------------------------------------------------------------------

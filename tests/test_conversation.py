@@ -56,8 +56,9 @@ def test_caller_hears_the_greeting_then_a_relevant_reply(tmp_path, services, stt
     rate = result.rate
     asked_at = 6.0
     greeting = words(stt, result.heard[: int(asked_at * rate)], rate)
-    # (tiny.en hears Piper's "Northside" as e.g. "Northlight" in about 1 of 20 syntheses.)
-    assert {"bike", "repair"} <= greeting and greeting & {"northside", "north"}, sorted(greeting)
+    # The dialplan's greeting ("Hello, thanks for calling Northside Bike Repair. How can I help
+    # you today?"); tiny.en mishears "Northside" now and then, and once dropped "repair".
+    assert len(greeting & {"thanks", "calling", "northside", "bike", "repair", "help"}) >= 4, sorted(greeting)
     reply = words(stt, result.heard[int((asked_at + len(question) / 16000) * rate) :], rate)
     assert reply & {"saturday", "10", "ten", "4", "four"}, reply
     (turn,) = [t for t in session.turns if t.user_text]

@@ -172,9 +172,9 @@ def test_in_cluster_mode_the_supervisor_spreads_outgoing_calls_over_the_workers(
     plans = tmp_path / "dialplans"
     plans.mkdir()
     (plans / "reminders.yaml").write_text(pyyaml.safe_dump({**PLAN, "default": True}))
-    http = free_port()
+    http = free_port(span=3)  # the supervisor's API, then its workers' (http + 1, + 2)
     cfg = (
-        f"sip:\n  host: {LOCAL}\n  port: {free_port()}\n  rtp_port: 0\n"
+        f"sip:\n  host: {LOCAL}\n  port: {free_port(span=3)}\n  rtp_port: 0\n"
         "  max_calls: 2\n  calls_per_process: 1\n"
         f"dialplans:\n  dir: {plans}\nhttp:\n  host: 127.0.0.1\n  port: {http}\n"
         f"api:\n  keys:\n    - {{name: crm, sha256: {hash_key(KEY)}, scopes: [calls:write, calls:read]}}\n"

@@ -208,7 +208,7 @@ def _follow(path: Path, proc: subprocess.Popen[str]) -> Iterator[str]:
 @pytest.mark.models
 def test_six_concurrent_echo_calls_all_succeed_through_the_kamailio_front(tmp_path):
     """pjsua takes 4 calls per process: max_calls 8 runs 2 workers behind Kamailio."""
-    port = free_port()
+    port = free_port(span=3)  # the front's, then its workers' (port + 1, + 2)
     yaml = f"sip:\n  host: {LOCAL}\n  port: {port}\n  rtp_port: 0\n  max_calls: 8\n"
     yaml += "  limits: {trusted: [127.0.0.1/32]}\n"  # SIPp here is a PBX: all 6 calls from one address
     proc, events = serve(tmp_path, yaml, cluster=True)

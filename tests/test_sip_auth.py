@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.sip, pytest.mark.models]
 
 def test_only_a_caller_with_the_right_password_gets_through(tmp_path, speech_dir):
     ha1 = hashlib.md5(b"alice:voice-agent:s3cret").hexdigest()
-    port = free_port()
+    port = free_port(span=2)  # the edge's and its worker's
     yaml = f"sip:\n  host: {LOCAL}\n  port: {port}\n  rtp_port: 0\n  edge: true\n"
     yaml += f"  access:\n    auth: {{realm: voice-agent, users: {{alice: {ha1}}}}}\n"
     proc, _ = serve(tmp_path, yaml, cluster=True)

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.sip, pytest.mark.models]
 
 
 def test_the_edge_stops_a_flood_scanners_and_outsiders_while_a_real_call_gets_through(tmp_path):
-    port = free_port()
+    port = free_port(span=2)  # the edge's and its worker's
     yaml = (
         f"sip:\n  host: {LOCAL}\n  port: {port}\n  rtp_port: 0\n  edge: true\n"
         "  access:\n    allow: [127.0.0.2/32, 127.0.0.3/32]\n"

@@ -100,6 +100,9 @@ def test_bad_uploads_get_a_clear_4xx_and_the_server_carries_on(port, speech_dir)
     for name, (data, want) in cases.items():
         status, _, body = call(port, "/v1/stt", data)
         assert status == want and json.loads(body)["error"], (name, status, body)
+    for ctype in ("multipart/form-data", "multipart/form-data; boundary=x"):  # no or a wrong boundary
+        status, _, body = call(port, "/v1/stt", b"--y\r\ngarbage", ctype=ctype)
+        assert status == 400, (ctype, status, body)
     half = encode(decode_audio(good), "mp3")
     status, _, _ = call(port, "/v1/stt", half[: len(half) // 2])  # cut mid-stream: what decoded, or a 400
     assert status in (200, 400)

@@ -119,6 +119,8 @@ class SpeechApi:
             data = await self._upload(request)
         except web.HTTPRequestEntityTooLarge:
             return error(413, f"uploads are limited to {MAX_UPLOAD // 1024 // 1024} MB")
+        except (ValueError, AssertionError, KeyError, RuntimeError) as exc:  # a broken multipart form
+            return error(400, f"the multipart body could not be read ({type(exc).__name__})")
         try:
             pcm = await asyncio.to_thread(decode_audio, data, RATE, MAX_SECONDS)
         except AudioError as exc:
