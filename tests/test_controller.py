@@ -381,3 +381,31 @@ def test_the_caller_hanging_up_stops_and_records_the_reply():
     assert ev.Flush(rid) in out and call.c.ended
     call(ev.PlaybackStopped(rid, 4.5, "We"))
     assert call.c.turns[0].interrupted and call.c.state is State.ENDED
+
+
+def test_after_a_failed_transfer_a_bare_yes_or_noise_leaves_the_message_to_the_next_turn():
+    call = Call()
+    call.greet()
+    rid = call.turn(2.0, 3.0)
+    call(ev.ReplyDone(rid, 4.0, "Transferring you to the desk.", actions=(DESK,)))
+    (say,) = call.only(ev.Say, call(ev.TransferResult(False, 5.0)))
+    call(ev.ReplyDone(say.reply, 6.0, "Nobody is free."))
+
+    def message_turn(start: float, heard: str, before_commit: bool) -> bool:
+        """One turn; whether it was started as the message."""
+        call(SpeechStarted(start))
+        if before_commit:  # speculation: the words are known when the turn ends
+            (reply,) = call.only(ev.StartReply, call(SpeechPaused(start + 1.0, AUDIO)))
+            call(ev.Transcribed(reply.reply, start + 1.2, heard))
+            call(TurnEnded(start + 1.8, start + 1.0, AUDIO))
+        else:
+            (reply,) = call.only(ev.StartReply, call(TurnEnded(start + 1.8, start + 1.0, AUDIO)))
+            call(ev.Transcribed(reply.reply, start + 2.0, heard))
+        call(ev.ReplyDone(reply.reply, start + 3.0, "Go ahead." if heard else ""))
+        return reply.message
+
+    assert message_turn(7.0, "Yes, please.", before_commit=False)
+    assert message_turn(11.0, "", before_commit=True)  # noise: still waiting for the message
+    assert message_turn(15.0, "Yeah.", before_commit=True)
+    assert message_turn(19.0, "Tell Sam my wheel is bent.", before_commit=False)
+    assert not message_turn(23.0, "When do you open?", before_commit=False)  # the message was taken

@@ -10,9 +10,10 @@ import pytest
 from agent.dialog.dialplan import Dialplan, TransferTool
 from agent.dialog.services import Services
 from agent.dialog.session import CallSession
-from agent.dialog.tools import Transfer
+from agent.dialog.tools import Transfer, accepted
 from agent.engines.base import EngineError
 from agent.engines.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
+from agent.engines.stt import Transcript
 from tests.fakeleg import RATE, FakeLeg
 from tests.voices import silence
 
@@ -236,6 +237,60 @@ def test_after_a_failed_transfer_the_next_words_are_a_message_even_with_a_transf
     assert said[2] == TransferTool.model_fields["message_taken"].default, said
     assert said[3] == "We open at nine."  # and then the conversation goes on as before
     assert [t.action for t in session.turns][:2] == ["transfer:desk", ""]
+
+
+class ByLengthSTT(FakeSTT):
+    """Words chosen by the audio's length: a re-transcribed (speculative) turn hears the same."""
+
+    def __init__(self, texts: dict[float, str]) -> None:
+        super().__init__()
+        self._by_length = sorted(texts.items())
+
+    def transcribe(
+        self, pcm: np.ndarray, *, prompt: str | None = None, hotwords: str | None = None
+    ) -> Transcript:
+        super().transcribe(pcm)
+        text = next(t for limit, t in self._by_length if len(pcm) / RATE <= limit)
+        return Transcript(text, 0.9, 0.01, len(pcm) / RATE, 0.0)
+
+
+def test_a_bare_yes_to_the_offer_gets_go_ahead_and_the_next_turn_is_the_message():
+    async def on_transfer(t: Transfer) -> bool:
+        return False
+
+    llm = FakeLLM(["unused"])
+    caller = np.concatenate(
+        [silence(0.3), burst(1.2), silence(4.0), burst(0.3, seed=1), silence(3.0), burst(2.5, seed=2)]
+    )
+    stt = ByLengthSTT({0.9: "Yes.", 2.0: "a real person please", 99.0: "tell the real person to call me"})
+    session = run(
+        FakeLeg(caller, tail_s=4), plan(greeting=""), services(stt=stt, llm=llm), on_transfer=on_transfer
+    )
+    said = [m["content"] for m in session.history.messages() if m["role"] == "assistant"]
+    fields = TransferTool.model_fields
+    assert said[1:] == [
+        "Nobody is free.",
+        fields["message_prompt"].default,
+        fields["message_taken"].default,
+    ], said
+    assert llm.requests == []  # neither the "yes" nor the message went to the LLM
+
+
+@pytest.mark.parametrize(
+    ("text", "yes"),
+    [
+        ("Yes.", True),
+        ("Yes, please.", True),
+        ("Sure", True),
+        ("okay thanks", True),
+        ("Go ahead.", True),
+        ("Yes. Please ask Sam to call me back.", False),
+        ("No thanks", False),
+        ("Yesterday I called", False),
+    ],
+)
+def test_a_bare_acceptance_is_told_from_a_message(text, yes):
+    assert accepted(text) is yes
 
 
 def test_noise_only_turn_is_ignored_without_a_reply():

@@ -206,3 +206,8 @@ def test_after_a_failed_transfer_the_callers_next_words_are_their_message():
     declined = {"transfer": failed, "turns": turns(("Real person", "transfer:desk"), ("No thanks.", ""))}
     assert left_message(declined) is None
     assert left_message({"transfer": failed, "turns": turns(("Real person", "transfer:desk"))}) is None
+    yes_then = turns(
+        ("Real person", "transfer:desk"), ("Yes.", ""), ("", "ignored"), ("Ask Sam to call me back", "")
+    )
+    assert left_message({"transfer": failed, "turns": yes_then}) == "Ask Sam to call me back"
+    assert left_message({"transfer": failed, "turns": yes_then[:2]}) is None  # "yes", then hung up

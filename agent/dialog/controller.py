@@ -30,7 +30,7 @@ from agent.dialog.keypad import KeyAction, KeyCollected, KeyHangup, Keypad, KeyS
 from agent.dialog.replies import ECHO_GATE, ECHO_TAIL_S, HELD, KEYPAD, MAX_DURATION, SILENCE, Reply, State
 from agent.dialog.silence import SilenceWatch
 from agent.dialog.timing import TurnTiming
-from agent.dialog.tools import Action, Hangup, Transfer
+from agent.dialog.tools import Action, Hangup, Transfer, message_to_come
 
 log = structlog.get_logger("session")
 
@@ -199,7 +199,8 @@ class TurnController:
         assert r.timing is not None
         r.timing.speech_start = self._turn_start
         r.timing.speech_end, r.timing.turn_end = e.speech_end, e.t
-        self._turn_start, self._message_next = None, False
+        heard = r.timing.stt_done is not None  # else the words come later (Transcribed)
+        self._turn_start, self._message_next = None, heard and r.message and message_to_come(r.user_text)
         if r.user_text:
             self._caption("caller", r.user_text)
         self._set(State.THINKING)
@@ -211,7 +212,7 @@ class TurnController:
             self._turn_index = self._turns_started
             self._turns_started += 1
         timing.index = self._turn_index
-        r = self._reply = Reply(next(self._ids), timing, committed)
+        r = self._reply = Reply(next(self._ids), timing, committed, self._message_next)
         self._emit(ev.StartReply(r.id, timing.index, audio, committed, self._message_next))
         return r
 
@@ -253,6 +254,8 @@ class TurnController:
                     self._emit(ev.SetEndSilence(ms or self.plan.turn.end_silence_ms))
                 elif r.committed and text:
                     self._caption("caller", text)
+                if r.committed:
+                    self._message_next = self._message_next or (r.message and message_to_come(text))
             case ev.FirstToken() if t is not None and t.llm_first_token is None:
                 t.llm_first_token = e.t
             case ev.ChunkSynthesised() if t is not None and t.tts_first_chunk is None:

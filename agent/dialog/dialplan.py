@@ -140,6 +140,8 @@ class TransferTool(_Strict):
     # Said after the caller's words that follow `unavailable` (unless a "no"): those words are
     # the message, kept as they are (no LLM, no tool runs on them).
     message_taken: str = "Thank you, I'll pass your message on. Is there anything else I can help you with?"
+    # Said to a bare "yes" to `unavailable`: the message is the caller's next turn.
+    message_prompt: str = "Of course, go ahead."
     targets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]+$")], TransferTarget] = Field(
         min_length=1
     )

@@ -28,6 +28,7 @@ class Reply:
     id: int
     timing: TurnTiming | None  # None for a fixed line (greeting, reprompt, ...)
     committed: bool
+    message: bool = False  # the words are a message (see StartReply)
     user_text: str = ""
     playing: bool = False  # some of its audio has gone out
     stopped_at: tuple[float, float] = (0.0, 0.0)  # caller's onset, agent paused/stopped

@@ -22,7 +22,7 @@ from agent.dialog.events import ChunkSynthesised, Event, FirstToken, ReplyDone, 
 from agent.dialog.playout import Playout
 from agent.dialog.prompt import Prompt, readback
 from agent.dialog.services import Services
-from agent.dialog.tools import Action, Hangup, Transfer, action_from_phrase, declined
+from agent.dialog.tools import Action, Hangup, Transfer, accepted, action_from_phrase, declined
 from agent.engines.base import CancelToken, EngineError
 from agent.engines.tts import SpeechChunk
 from agent.telephony.call import CallLeg
@@ -93,7 +93,7 @@ class Reply:
                 return
             transfer = self._plan.tools.transfer
             if self._message and transfer is not None and not declined(text):  # kept, not acted on
-                self._say(transfer.message_taken)
+                self._say(transfer.message_prompt if accepted(text) else transfer.message_taken)
                 return
             action = action_from_phrase(text, self._plan.tools)
             if action is not None:

@@ -93,3 +93,21 @@ DECLINES = re.compile(r"^\W*(no|nope|nah|no thanks|no thank you|not really|that'
 def declined(text: str) -> bool:
     """A short "no" (to an offer to take a message, say)."""
     return bool(DECLINES.match(text)) and len(text.split()) <= 4
+
+
+ACCEPTS = re.compile(
+    r"^\W*(yes|yeah|yep|yup|sure|ok|okay|alright|all right|please|of course|go ahead|i would|"
+    r"i'd like that|that would be great)(\W+(yes|please|sure|thanks|thank you|ok|okay))*\W*$",
+    re.I,
+)
+
+
+def accepted(text: str) -> bool:
+    """A bare "yes" (to an offer to take a message): the message itself comes next."""
+    return bool(ACCEPTS.match(text))
+
+
+def message_to_come(text: str) -> bool:
+    """Words heard while a message is expected that are not the message: a bare "yes" (answered
+    "go ahead"), or nothing anyone could make out."""
+    return not text.strip() or accepted(text)

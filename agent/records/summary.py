@@ -18,7 +18,7 @@ import structlog
 from agent.dialog.dialplan import CollectField, Dialplan
 from agent.dialog.prompt import spoken_digits
 from agent.dialog.services import Services
-from agent.dialog.tools import declined
+from agent.dialog.tools import declined, message_to_come
 from agent.engines.base import EngineError
 from agent.engines.llm import Message
 from agent.records.store import CallStore
@@ -145,12 +145,15 @@ def left_message(record: dict[str, Any]) -> str | None:
         return None
     turns = record.get("turns", [])
     asked = max((i for i, t in enumerate(turns) if t["action"].startswith("transfer:")), default=None)
-    if asked is None or asked + 1 >= len(turns):
+    if asked is None:
         return None
-    words = str(turns[asked + 1]["caller"]).strip()
-    if not words or declined(words):
-        return None
-    return words
+    for turn in turns[asked + 1 :]:
+        words = str(turn["caller"]).strip()
+        if declined(words):
+            return None
+        if not message_to_come(words):
+            return words
+    return None
 
 
 class Summarizer:
