@@ -181,6 +181,11 @@ class HttpConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"  # health, readiness, metrics, the WebRTC widget and its signaling
     port: int = Field(8080, ge=0, le=65535)
+    # Against connection floods and slowloris: each source's open connections are capped, and a
+    # connection that has not sent its first request's headers within header_timeout_s is closed.
+    max_connections_per_source: int = Field(64, ge=1, le=100000)
+    header_timeout_s: float = Field(10.0, gt=0, le=300)
+    keepalive_timeout_s: float = Field(15.0, gt=0, le=3600)
 
 
 class WebRtcConfig(_Section):

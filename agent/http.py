@@ -3,6 +3,7 @@ whatever routes other parts add (WebRTC signaling)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from agent.api import openapi
+from agent.httpguard import ConnectionGuard, hardened
 from agent.metrics import Metrics
 
 log = structlog.get_logger("http")
@@ -19,17 +21,28 @@ WEB = Path(__file__).parent / "web"  # the widget and its demo page
 
 
 class HttpServer:
-    def __init__(self, host: str, port: int, metrics: Metrics, readiness: Readiness) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        readiness: Readiness,
+        guard: ConnectionGuard | None = None,
+        keepalive_timeout_s: float = 15.0,
+    ) -> None:
         self.host, self.port = host, port
         self._metrics = metrics
         self._readiness = readiness
-        self.app = web.Application(client_max_size=64 * 1024)
+        self.guard = guard or ConnectionGuard()
+        self._keepalive_s = keepalive_timeout_s
+        self.app = web.Application(client_max_size=64 * 1024, middlewares=[hardened])
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics_handler)
         self.app.router.add_get("/openapi.json", self._openapi)
         self.app.router.add_get("/docs", self._docs)
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
 
     def add_routes(self, routes: list[web.RouteDef]) -> None:
         """More endpoints; before start()."""
@@ -44,12 +57,16 @@ class HttpServer:
         return web.FileResponse(WEB / "index.html")
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=self._keepalive_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        # Our own listener rather than aiohttp's TCPSite: each connection goes through the guard.
+        server = self._runner.server
+        assert server is not None
+        self._listener = await asyncio.get_running_loop().create_server(
+            lambda: self.guard.protocol(server()), self.host, self.port
+        )
         if self.port == 0:  # report the port the OS chose
-            self.port = self._runner.addresses[0][1]
+            self.port = self._listener.sockets[0].getsockname()[1]
         log.info(
             "http listening",
             address=f"{self.host}:{self.port}",
@@ -57,6 +74,8 @@ class HttpServer:
         )
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
 

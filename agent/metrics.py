@@ -111,6 +111,12 @@ class Metrics:
         self.transfers = Counter(
             "voice_agent_transfers", "Transfers tried, by mode and outcome.", ["mode", "outcome"], registry=r
         )
+        self.http_closed = Counter(
+            "voice_agent_http_connections_closed",
+            "HTTP connections the guard closed: too_many (from one source), slow_headers.",
+            ["reason"],
+            registry=r,
+        )
         self.webhook_deliveries = Counter(
             "voice_agent_webhook_deliveries",
             "Webhook delivery attempts by result (delivered, retry, rejected, expired).",

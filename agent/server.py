@@ -27,6 +27,7 @@ from agent.dialog.warm import WarmTransfer, briefing_text, hold_audio
 from agent.engines.factory import Engines, load_engines, load_tts, peak_rss_mb
 from agent.errors import StartupError
 from agent.http import HttpServer
+from agent.httpguard import ConnectionGuard
 from agent.metrics import Metrics
 from agent.outbound import Outbound
 from agent.records.callrecord import CallRecord
@@ -72,7 +73,18 @@ class Server:
         self._summaries: set[asyncio.Future[None]] = set()
         self.sip: SipEndpoint | None = None
         self.http = (
-            HttpServer(cfg.http.host, cfg.http.port, self.metrics, self.readiness)
+            HttpServer(
+                cfg.http.host,
+                cfg.http.port,
+                self.metrics,
+                self.readiness,
+                ConnectionGuard(
+                    cfg.http.max_connections_per_source,
+                    cfg.http.header_timeout_s,
+                    lambda reason: self.metrics.http_closed.labels(reason).inc(),
+                ),
+                cfg.http.keepalive_timeout_s,
+            )
             if cfg.http.enabled
             else None
         )
