@@ -143,6 +143,38 @@ def _check_cidrs(v: list[str]) -> list[str]:
     return v
 
 
+def _readable(v: Path | None) -> Path | None:
+    if v is not None and not v.expanduser().is_file():
+        raise ValueError(f"{v}: no such file")
+    return v.expanduser() if v is not None else None
+
+
+class TlsFiles(_Section):
+    """A server's certificate (chain) and private key: PEM files, paths relative to the
+    working directory."""
+
+    cert: Path
+    key: Path
+
+    _files = field_validator("cert", "key")(_readable)
+
+
+class SipTlsConfig(TlsFiles):
+    """SIP over TLS on its own port (callers dial `sip:x@host:port;transport=tls` or `sips:`)."""
+
+    port: int = Field(5061, ge=0, le=65535)  # 0: any free port
+    ca: Path | None = None  # CAs that peers' certificates must chain to (mutual TLS, our own calls)
+    verify_client: bool = False  # demand and check a client certificate (needs `ca`)
+
+    _ca = field_validator("ca")(_readable)
+
+    @model_validator(mode="after")
+    def _client_check_needs_ca(self) -> SipTlsConfig:
+        if self.verify_client and self.ca is None:
+            raise ValueError("verify_client needs `ca` (the CAs client certificates chain to)")
+        return self
+
+
 class SipConfig(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"  # bind address
@@ -169,11 +201,26 @@ class SipConfig(_Section):
     # Kamailio in front even of one worker: floods, scanners and outsiders stop at the edge
     # (always so above calls_per_process). Recommended on the open internet.
     edge: bool = False
+    tls: SipTlsConfig | None = None  # SIP over TLS, ended by the agent itself (not with the edge)
+    # SRTP (SDES keys in the SDP: use it with TLS, or the keys travel in clear). optional: offered,
+    # and taken when the caller offers it; mandatory: a call without it is refused (488).
+    srtp: Literal["off", "optional", "mandatory"] = "off"
+
+    @field_validator("srtp", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        return "off" if v is False else v  # YAML reads a bare `off` as false
 
     @model_validator(mode="after")
     def _auth_needs_the_edge(self) -> SipConfig:
-        if self.access.auth is not None and not (self.edge or self.max_calls > self.calls_per_process):
+        fronted = self.edge or self.max_calls > self.calls_per_process
+        if self.access.auth is not None and not fronted:
             raise ValueError("access.auth needs edge: true (Kamailio challenges the INVITEs; pjsua cannot)")
+        if self.tls is not None and fronted:
+            raise ValueError(
+                "tls is ended by the agent itself: not with edge: true or max_calls above "
+                "calls_per_process (this Kamailio has no TLS module); put a TLS-ending SBC in front"
+            )
         return self
 
 
@@ -186,6 +233,8 @@ class HttpConfig(_Section):
     max_connections_per_source: int = Field(64, ge=1, le=100000)
     header_timeout_s: float = Field(10.0, gt=0, le=300)
     keepalive_timeout_s: float = Field(15.0, gt=0, le=3600)
+    # HTTPS (browsers open the microphone only on secure pages); or a TLS proxy in front.
+    tls: TlsFiles | None = None
 
 
 class WebRtcConfig(_Section):

@@ -4,6 +4,7 @@ whatever routes other parts add (WebRTC signaling)."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ class HttpServer:
         readiness: Readiness,
         guard: ConnectionGuard | None = None,
         keepalive_timeout_s: float = 15.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self._tls = tls
         self._metrics = metrics
         self._readiness = readiness
         self.guard = guard or ConnectionGuard()
@@ -63,13 +66,13 @@ class HttpServer:
         server = self._runner.server
         assert server is not None
         self._listener = await asyncio.get_running_loop().create_server(
-            lambda: self.guard.protocol(server()), self.host, self.port
+            lambda: self.guard.protocol(server()), self.host, self.port, ssl=self._tls
         )
         if self.port == 0:  # report the port the OS chose
             self.port = self._listener.sockets[0].getsockname()[1]
         log.info(
             "http listening",
-            address=f"{self.host}:{self.port}",
+            address=f"{'https' if self._tls else 'http'}://{self.host}:{self.port}",
             endpoints=sorted({r.resource.canonical for r in self.app.router.routes() if r.resource}),
         )
 

@@ -5,12 +5,15 @@ on every response, and a plain JSON 500 (logged here) instead of a stack trace."
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+
+from agent.errors import StartupError
 
 log = structlog.get_logger("http")
 
@@ -37,9 +40,22 @@ async def hardened(request: web.Request, handler: Handler) -> web.StreamResponse
         response = web.json_response({"error": "internal error"}, status=500)
     if not response.prepared:  # a stream or WebSocket has sent its headers already
         response.headers.update(SECURITY_HEADERS)
+        if request.secure:  # served over HTTPS: browsers keep to it
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
         if request.path.startswith("/v1/"):
             response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def server_tls(cert: str, key: str) -> ssl.SSLContext:
+    """A server's TLS context: TLS 1.2 or newer, the certificate chain and key from PEM files."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise StartupError(f"http.tls: cannot use {cert} with {key}: {exc}") from exc
+    return context
 
 
 @dataclass

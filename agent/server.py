@@ -27,7 +27,7 @@ from agent.dialog.warm import WarmTransfer, briefing_text, hold_audio
 from agent.engines.factory import Engines, load_engines, load_tts, peak_rss_mb
 from agent.errors import StartupError
 from agent.http import HttpServer
-from agent.httpguard import ConnectionGuard
+from agent.httpguard import ConnectionGuard, server_tls
 from agent.metrics import Metrics
 from agent.outbound import Outbound
 from agent.records.callrecord import CallRecord
@@ -84,6 +84,7 @@ class Server:
                     lambda reason: self.metrics.http_closed.labels(reason).inc(),
                 ),
                 cfg.http.keepalive_timeout_s,
+                server_tls(str(cfg.http.tls.cert), str(cfg.http.tls.key)) if cfg.http.tls else None,
             )
             if cfg.http.enabled
             else None

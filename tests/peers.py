@@ -328,9 +328,11 @@ class BaresipCall:
     log: str
 
 
-def _baresip_setup(workdir: Path, wav_in: Path, account: str, listen_port: int = 0) -> tuple[Path, Path]:
+def _baresip_setup(
+    workdir: Path, wav_in: Path, account: str, listen_port: int = 0, extra: str = ""
+) -> tuple[Path, Path]:
     """A baresip config folder (WAV file as microphone; what it hears and sends dumped as WAVs
-    into the returned dump folder) with one account line."""
+    into the returned dump folder) with one account line; `extra`: more config lines."""
     cfg = workdir / "baresip"
     dump = workdir / "dump"
     shutil.rmtree(dump, ignore_errors=True)
@@ -354,7 +356,7 @@ module sndfile.so
 module_tmp account.so
 module_app menu.so
 snd_path {dump}
-"""
+{extra}"""
     )
     (cfg / "accounts").write_text(account + "\n")
     return cfg, dump
@@ -382,16 +384,19 @@ def baresip_call(
     seconds: int = 12,
     user: str = "caller",
     password: str = "",
+    account_extra: str = "",
+    config_extra: str = "",
 ) -> BaresipCall:
     """Dial `target` with a WAV file as microphone; return both directions as recorded by baresip.
-    With `password`, baresip answers a digest challenge as `user`.
+    With `password`, baresip answers a digest challenge as `user`. `account_extra` (";mediaenc=
+    srtp-mand") and `config_extra` (config lines) go into baresip's account and config.
 
     The WAV must be mono 16-bit at the codec's rate (8000 for PCMU/PCMA, 16000 for G722).
     baresip hangs up when the file ends.
     """
     auth = f";auth_pass={password}" if password else ""
-    account = f"<sip:{user}@{LOCAL}>;regint=0{auth};audio_codecs={_codec_name(codec)}"
-    cfg, dump = _baresip_setup(workdir, wav_in, account)
+    account = f"<sip:{user}@{LOCAL}>;regint=0{auth};audio_codecs={_codec_name(codec)}{account_extra}"
+    cfg, dump = _baresip_setup(workdir, wav_in, account, extra=config_extra)
     proc = subprocess.run(
         ["baresip", "-f", str(cfg), "-n", LOCAL, "-e", f"/dial {target}", "-t", str(seconds)],
         capture_output=True,
@@ -400,6 +405,17 @@ def baresip_call(
         stdin=subprocess.DEVNULL,
     )
     return _baresip_result(dump, proc.stdout + proc.stderr)
+
+
+def certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (and its key), valid for a day."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
 
 
 class BaresipPhone:

@@ -51,3 +51,19 @@ def test_empty_file_gives_defaults_and_cache_dir_expands_home(tmp_path):
     assert load_config(f) == Config()
     f.write_text("models:\n  cache_dir: ~/models\n")
     assert load_config(f).models.cache_dir == Path.home() / "models"
+
+
+def test_tls_needs_readable_files_and_no_edge(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("sip:\n  tls:\n    cert: nope.pem\n    key: nope.key\n  srtp: always\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    msg = str(err.value)
+    assert f"{f}:3: sip.tls.cert: Value error, nope.pem: no such file" in msg
+    assert f"{f}:4: sip.tls.key" in msg and f"{f}:5: sip.srtp" in msg
+    (tmp_path / "c.pem").write_text("x")
+    f.write_text(f"sip:\n  edge: true\n  tls:\n    cert: {tmp_path}/c.pem\n    key: {tmp_path}/c.pem\n")
+    with pytest.raises(ConfigError, match="tls is ended by the agent itself"):
+        load_config(f)
+    f.write_text("sip:\n  srtp: off\n")
+    assert load_config(f).sip.srtp == "off"

@@ -4,14 +4,18 @@ stack traces, a slowloris client cut off, one source's connection flood capped."
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
 import aiohttp
+import pytest
 from aiohttp import web
 
+from agent.errors import StartupError
 from agent.http import HttpServer
-from agent.httpguard import SECURITY_HEADERS, ConnectionGuard
+from agent.httpguard import SECURITY_HEADERS, ConnectionGuard, server_tls
 from agent.metrics import Metrics
+from tests.peers import certificate
 
 
 async def _boom(_: web.Request) -> web.Response:
@@ -125,3 +129,28 @@ def test_one_source_cannot_hold_more_than_its_connections():
 
     asyncio.run(go())
     assert closed == ["too_many"]
+
+
+def test_https_when_given_a_certificate(tmp_path):
+    cert, key = certificate(tmp_path)
+
+    async def go() -> None:
+        server = HttpServer(
+            "127.0.0.1", 0, Metrics(), lambda: (True, {}), tls=server_tls(str(cert), str(key))
+        )
+        await server.start()
+        trust = ssl.create_default_context(cafile=str(cert))
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"https://127.0.0.1:{server.port}/healthz", ssl=trust) as r:
+                    assert r.status == 200 and r.headers["Strict-Transport-Security"].startswith("max-age=")
+                with pytest.raises(aiohttp.ClientError):  # plain HTTP on the HTTPS port: no answer
+                    async with http.get(f"http://127.0.0.1:{server.port}/healthz") as r:
+                        await r.read()
+        finally:
+            await server.stop()
+
+    asyncio.run(go())
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    with pytest.raises(StartupError, match="cannot use"):
+        server_tls(str(tmp_path / "bad.pem"), str(key))

@@ -57,6 +57,9 @@ def start_library(cfg: SipConfig, writer: LogWriter, max_calls: int) -> tuple[pj
             kind = pj.PJSIP_TRANSPORT_UDP if name == "udp" else pj.PJSIP_TRANSPORT_TCP
             tid = ep.transportCreate(kind, tc)
             addresses.append(f"{name}:{ep.transportGetInfo(tid).localName}")
+        if cfg.tls is not None:
+            tid = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls_transport(cfg))
+            addresses.append(f"tls:{ep.transportGetInfo(tid).localName}")
         ep.audDevManager().setNullDev()  # no sound card; its clock drives the bridge
         ep.libStart()
         set_codecs(ep, cfg.codecs)
@@ -64,6 +67,24 @@ def start_library(cfg: SipConfig, writer: LogWriter, max_calls: int) -> tuple[pj
         ep.libDestroy()  # a later start in this process needs a clean library
         raise
     return ep, addresses
+
+
+def tls_transport(cfg: SipConfig) -> pj.TransportConfig:
+    """The TLS listener: its port, certificate and key, and whom it trusts."""
+    assert cfg.tls is not None
+    tc = pj.TransportConfig()
+    tc.port = cfg.tls.port
+    tc.boundAddress = "" if cfg.host in ("0.0.0.0", "::") else cfg.host
+    if cfg.public_address:
+        tc.publicAddress = cfg.public_address
+    tls = tc.tlsConfig
+    tls.certFile, tls.privKeyFile = str(cfg.tls.cert), str(cfg.tls.key)
+    tls.proto = pj.PJ_SSL_SOCK_PROTO_TLS1_2 | pj.PJ_SSL_SOCK_PROTO_TLS1_3  # never SSLv3, TLS 1.0/1.1
+    if cfg.tls.ca is not None:
+        tls.CaListFile = str(cfg.tls.ca)
+        tls.verifyServer = True  # our own calls (transfers, outbound) over TLS
+    tls.verifyClient = tls.requireClientCert = cfg.tls.verify_client
+    return tc
 
 
 def set_codecs(ep: pj.Endpoint, codecs: list[str]) -> None:

@@ -62,4 +62,13 @@ def account_config(cfg: SipConfig, addresses: list[str]) -> pj.AccountConfig:
         mt.boundAddress = media_host
     if cfg.public_address:
         mt.publicAddress = cfg.public_address
+    ac.mediaConfig.srtpUse = SRTP[cfg.srtp]
+    ac.mediaConfig.srtpSecureSignaling = 0  # SDES over UDP too (the config says to pair it with TLS)
     return ac
+
+
+SRTP = {
+    "off": pj.PJMEDIA_SRTP_DISABLED,
+    "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+    "mandatory": pj.PJMEDIA_SRTP_MANDATORY,
+}
