@@ -200,6 +200,7 @@ class Server:
             "models_loaded": self.engines is not None,
             "sip": self.sip.addresses if self.sip else None,
             "calls_active": self.limiter.active,
+            "sip_calls_held": self.sip.calls_held if self.sip else 0,
             "max_calls": self.limiter.max_calls,
         }
         if self.sip is not None and self.sip.registered is not None:

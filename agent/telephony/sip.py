@@ -210,6 +210,11 @@ class SipEndpoint:
         return self._thread.died is not None
 
     @property
+    def calls_held(self) -> int:
+        """pjsua2 Call objects still held (0 when idle, or they leak); len() is atomic."""
+        return len(self._calls)
+
+    @property
     def registered(self) -> bool | None:
         """None without registration; else whether the registrar accepted us."""
         return None if self._account is None or not self.cfg.registration else self._account.registered
