@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from callsim.runner import Meters, run_load  # noqa: E402
 from callsim.scenario import Scenario  # noqa: E402
-from tests.peers import free_port, read_log  # noqa: E402
+from tests.peers import ServedAgent, free_port, serve_agent  # noqa: E402
 
 SCENARIO = {
     "name": "soak",
@@ -46,34 +46,19 @@ SCENARIO = {
 }
 
 
-def start_agent(work: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_agent(work: Path) -> tuple[ServedAgent, int, int]:
     plans = work / "dialplans"
     plans.mkdir()
     plan = yaml.safe_load((ROOT / "dialplans/default.yaml").read_text())
     plan["acknowledgements"] = []  # the first words after the question are the answer
     (plans / "default.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
     sip, http = free_port(), free_port()
-    cfg = work / "config.yaml"
-    cfg.write_text(
+    config = (
         f"sip:\n  host: 127.0.0.1\n  port: {sip}\n  rtp_port: 0\n"
         "  limits: {trusted: [127.0.0.0/8]}\n"  # every caller is 127.0.0.1: no per-source cap
-        f"http:\n  port: {http}\ndialplans:\n  dir: {plans}\nstore:\n  dir: {work / 'var'}\n"
+        f"http:\n  port: {http}\ndialplans:\n  dir: {plans}\n"
     )
-    log = work / "agent.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "serve", "--config", str(cfg), "--log-format", "json"],
-        stderr=log.open("wb"), stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, cwd=ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if any(e.get("event") == "ready" for e in read_log(log)):
-            return proc, sip, http
-        if proc.poll() is not None:
-            raise SystemExit(f"agent exited: {log.read_text()[-2000:]}")
-        time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit("agent not ready within 300 s")
+    return serve_agent(config, work, timeout_s=300), sip, http
 
 
 def sample(pid: int, http_port: int) -> dict[str, Any]:
@@ -99,7 +84,8 @@ def sample(pid: int, http_port: int) -> dict[str, Any]:
 async def soak(calls: int, batch: int, work: Path) -> dict[str, Any]:
     meters = Meters.load()
     sc = Scenario.model_validate(SCENARIO)
-    proc, sip_port, http_port = start_agent(work)
+    agent, sip_port, http_port = start_agent(work)
+    proc = agent.proc
     batches: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
@@ -126,9 +112,8 @@ async def soak(calls: int, batch: int, work: Path) -> dict[str, Any]:
             print(json.dumps(row), flush=True)
     finally:
         crashed = proc.poll() is not None
-        proc.terminate()
         try:
-            proc.wait(60)
+            agent.stop()
         except subprocess.TimeoutExpired:
             proc.kill()
     return report(batches, crashed, calls)

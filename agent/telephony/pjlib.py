@@ -49,11 +49,7 @@ def start_library(cfg: SipConfig, writer: LogWriter, max_calls: int) -> tuple[pj
         ep.libInit(ec)
         addresses = []
         for name in cfg.transports:
-            tc = pj.TransportConfig()
-            tc.port = cfg.port
-            tc.boundAddress = "" if cfg.host in ("0.0.0.0", "::") else cfg.host
-            if cfg.public_address:
-                tc.publicAddress = cfg.public_address
+            tc = listener(cfg, cfg.port)
             kind = pj.PJSIP_TRANSPORT_UDP if name == "udp" else pj.PJSIP_TRANSPORT_TCP
             tid = ep.transportCreate(kind, tc)
             addresses.append(f"{name}:{ep.transportGetInfo(tid).localName}")
@@ -69,14 +65,20 @@ def start_library(cfg: SipConfig, writer: LogWriter, max_calls: int) -> tuple[pj
     return ep, addresses
 
 
-def tls_transport(cfg: SipConfig) -> pj.TransportConfig:
-    """The TLS listener: its port, certificate and key, and whom it trusts."""
-    assert cfg.tls is not None
+def listener(cfg: SipConfig, port: int) -> pj.TransportConfig:
+    """A SIP transport on `port` at the configured bind and advertised addresses."""
     tc = pj.TransportConfig()
-    tc.port = cfg.tls.port
+    tc.port = port
     tc.boundAddress = "" if cfg.host in ("0.0.0.0", "::") else cfg.host
     if cfg.public_address:
         tc.publicAddress = cfg.public_address
+    return tc
+
+
+def tls_transport(cfg: SipConfig) -> pj.TransportConfig:
+    """The TLS listener: its port, certificate and key, and whom it trusts."""
+    assert cfg.tls is not None
+    tc = listener(cfg, cfg.tls.port)
     tls = tc.tlsConfig
     tls.certFile, tls.privKeyFile = str(cfg.tls.cert), str(cfg.tls.key)
     tls.proto = pj.PJ_SSL_SOCK_PROTO_TLS1_2 | pj.PJ_SSL_SOCK_PROTO_TLS1_3  # never SSLv3, TLS 1.0/1.1
