@@ -25,8 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.config import SipConfig, SipLimitsConfig  # noqa: E402
 from agent.observe import setup_logging  # noqa: E402
+from agent.sipconfig import SipConfig, SipLimitsConfig  # noqa: E402
 from agent.telephony.call import CallLeg  # noqa: E402
 from agent.telephony.echo import echo_handler  # noqa: E402
 from tests.peers import LOCAL, AgentThread, free_port, run_sipp, sipp_call_scenario  # noqa: E402

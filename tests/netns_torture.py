@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.config import SipConfig  # noqa: E402
 from agent.observe import setup_logging  # noqa: E402
+from agent.sipconfig import SipConfig  # noqa: E402
 from agent.telephony.sipping import sip_ping  # noqa: E402
 from tests.peers import AgentThread, run_sipp, sipp_call_scenario, wait_until  # noqa: E402
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from agent.audio.wav import read_wav
-from agent.config import SipConfig
 from agent.dialog.dialplan import Dialplan
 from agent.dialog.services import Services
+from agent.sipconfig import SipConfig
 from agent.telephony.call import CallHandler, CallInfo, CallLeg
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter

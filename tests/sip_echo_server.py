@@ -7,7 +7,7 @@ import asyncio
 import signal
 import sys
 
-from agent.config import SipConfig
+from agent.sipconfig import SipConfig
 from agent.telephony.call import CallHandler, CallInfo
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from agent.cluster import split_calls
-from agent.config import SipConfig
+from agent.sipconfig import SipConfig
 from agent.telephony.kamailio import render_config
 
 

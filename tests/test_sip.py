@@ -18,7 +18,7 @@ import pytest
 
 from agent.audio.resample import resample
 from agent.audio.wav import write_wav
-from agent.config import RegistrationConfig, SipConfig
+from agent.sipconfig import RegistrationConfig, SipConfig
 from agent.telephony.call import CallLeg
 from tests.conftest import load_16k
 from tests.peers import (
@@ -184,7 +184,8 @@ def serve(
             if events[-1]["event"] == "ready" and (not cluster or "front" in events[-1]):
                 break
         else:
-            raise AssertionError(f"serve exited before it was ready: {events[-5:]}")
+            errors = [e["event"] for e in events if str(e["event"]).startswith("voice-agent:")]
+            raise AssertionError(f"serve exited before it was ready: {errors} {events[-5:]}")
     except BaseException:
         proc.send_signal(signal.SIGTERM)  # never leave a cluster behind
         proc.communicate(timeout=60)

@@ -12,7 +12,7 @@ import pytest
 
 from agent.audio.resample import resample
 from agent.audio.wav import write_wav
-from agent.config import SipConfig, SipTlsConfig
+from agent.sipconfig import SipConfig, SipTlsConfig
 from tests.conftest import load_16k
 from tests.peers import LOCAL, AgentThread, baresip_call, certificate, echo_windows, free_port
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ class Database:
         # isolation_level=None: no implicit transactions; transaction() says where they are.
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _into_wal(self._conn, deadline=time.monotonic() + 10)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.RLock()
@@ -64,3 +65,16 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _into_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Switch the file to WAL. SQLite does not wait (no busy handler) when another process is
+    making the same switch on a new file (two cluster workers starting at once), so retry."""
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

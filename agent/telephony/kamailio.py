@@ -24,8 +24,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.config import SipConfig
 from agent.errors import StartupError
+from agent.sipconfig import SipConfig
 
 MODULES = ("kex", "corex", "tm", "tmx", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "xlog",
            "sanity", "dispatcher", "pike", "htable", "ipops", "dialog", "auth")  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pjsua2 as pj
 import structlog
 
-from agent.config import SipConfig
+from agent.sipconfig import SipConfig
 from agent.telephony.pjhost import guarded
 
 log = structlog.get_logger("sip")

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import pjsua2 as pj
 import structlog
 
-from agent.config import SipConfig
 from agent.errors import StartupError
 from agent.metrics import Metrics
+from agent.sipconfig import SipConfig
 from agent.telephony.admission import Admission, Rejection
 from agent.telephony.call import CallHandler, CallInfo, Dialed, Router
 from agent.telephony.callbook import CallBook, CallRejected
