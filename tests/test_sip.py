@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from agent.audio.resample import resample
 from agent.audio.wav import write_wav
 from agent.sipconfig import RegistrationConfig, SipConfig
 from agent.telephony.call import CallLeg
+from agent.telephony.sipping import sip_ping
 from tests.conftest import load_16k
 from tests.peers import (
     LOCAL,
@@ -228,6 +230,51 @@ def test_six_concurrent_echo_calls_all_succeed_through_the_kamailio_front(tmp_pa
     assert proc.returncode == 0, rest[-3000:]
     front = events[-1]["front_pid"]
     assert not Path(f"/proc/{front}").exists() or "zombie" in Path(f"/proc/{front}/status").read_text()
+
+
+@pytest.mark.models
+def test_a_killed_worker_is_skipped_restarted_and_taken_back_by_the_front(tmp_path):
+    """kill -9 of one of two workers: calls keep connecting through the other, the supervisor
+    restarts it, and the front's OPTIONS probes give it calls again once it answers."""
+    port = free_port(span=3)
+    yaml = f"sip:\n  host: {LOCAL}\n  port: {port}\n  rtp_port: 0\n  max_calls: 8\n"
+    yaml += "  limits: {trusted: [127.0.0.1/32]}\n"
+    log = tmp_path / "serve.log"
+    proc, _ = serve(tmp_path, yaml, cluster=True, stderr_to=log)
+    victim = port + 1
+
+    def logged(event: str) -> list[dict]:
+        lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+        return [e for e in lines if e.get("event") == event]
+
+    def answered_on(worker: int, since: int) -> int:
+        return sum(e.get("on", "").endswith(f":{worker}") for e in logged("call answered")[since:])
+
+    scenario = sipp_call_scenario("PCMU", [("pause", 500)])
+    try:
+        (pid,) = [e["pid"] for e in logged("worker started") if e["port"] == victim]
+        os.kill(pid, signal.SIGKILL)
+        before = len(logged("call answered"))
+        # Right after the kill, all within a second (before the restarted worker can be up); the
+        # front may not know yet: a try that times out goes on to the other worker.
+        during = run_sipp(tmp_path / "during", scenario, port, calls=4, concurrency=4, rate=4, timeout=90)
+        assert isinstance(during, SippResult) and during.successful == 4, during.output[-3000:]
+        assert answered_on(port + 2, before) == 4
+        assert wait_until(lambda: len([e for e in logged("worker started") if e["port"] == victim]) == 2, 30)
+        assert wait_until(lambda: sip_ping_ok(victim), 240), "the restarted worker never answered"
+        time.sleep(3)  # a probe or two: the front takes it back
+        before = len(logged("call answered"))
+        after = run_sipp(tmp_path / "after", scenario, port, calls=4, rate=1, timeout=90)
+        assert isinstance(after, SippResult) and after.successful == 4, after.output[-3000:]
+        assert answered_on(victim, before) >= 1, logged("call answered")[before:]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert logged("worker died; restarting")
+
+
+def sip_ping_ok(port: int) -> bool:
+    return asyncio.run(sip_ping(LOCAL, port, 0.5))
 
 
 def test_call_limit_gives_486_and_unknown_user_gets_404(tmp_path):

@@ -3,7 +3,8 @@
 Why: pjsua (in every pjsua2 build on PyPI) is compiled with PJSUA_MAX_CALLS = 4, so one
 process answers at most 4 calls. Past that, `voice-agent serve` runs several agent workers on
 loopback ports and Kamailio spreads INVITEs over them (round robin), trying the next worker
-when one answers 486 (full), 5xx or times out. It record-routes, so in-dialog requests (ACK,
+when one answers 486 (full), 5xx or times out, and skipping a worker that stops answering its
+OPTIONS probes (killed or hung) until it answers again. It record-routes, so in-dialog requests (ACK,
 re-INVITE, BYE both ways) pass through it; RTP goes straight between caller and worker.
 A worker's own outgoing calls (the API's, a warm transfer's) leave through it the same way.
 
@@ -114,7 +115,13 @@ mpath="{module_dir()}"
 {loads}
 modparam("dispatcher", "list_file", "{targets}")
 modparam("dispatcher", "flags", 2)
-modparam("dispatcher", "ds_ping_interval", 0)
+# Each worker is probed with OPTIONS every second: one that does not answer (killed, hung) is
+# skipped by new calls after about fr_timer + 1 s, and taken back at its first 200.
+modparam("dispatcher", "ds_ping_interval", 1)
+modparam("dispatcher", "ds_probing_mode", 1)
+modparam("dispatcher", "ds_probing_threshold", 1)
+modparam("dispatcher", "ds_inactive_threshold", 1)
+modparam("dispatcher", "ds_ping_from", "sip:front@127.0.0.1")
 modparam("tm", "fr_timer", 3000)
 modparam("tm", "fr_inv_timer", 60000)
 modparam("rr", "enable_full_lr", 1)

@@ -359,7 +359,7 @@ class SipEndpoint:
             return
         call.leg = leg
         self._admission.call_started(info.remote_addr)
-        bound.info("call answered")
+        bound.info("call answered", on=self.addresses[0] if self.addresses else None)  # which worker
         self.post(self._on_leg, leg, handler)
 
     def _hold(self, call: SipCall, rejection: Rejection) -> None:
