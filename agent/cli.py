@@ -85,6 +85,8 @@ def _load(args: argparse.Namespace) -> Config:
 
 def _as_worker(cfg: Config, spec: str) -> Config:
     """A cluster worker: SIP on 127.0.0.1:PORT behind the Kamailio front, RTP where it was."""
+    from agent.telephony.kamailio import CALLER_HEADER
+
     port, _, calls = spec.partition(":")
     sip = cfg.sip
     index = int(port) - (sip.worker_port or sip.port + 1)
@@ -103,6 +105,7 @@ def _as_worker(cfg: Config, spec: str) -> Config:
         # there (a worker sees every caller as 127.0.0.1).
         "limits": sip.limits.model_copy(update={"trusted": [*sip.limits.trusted, "127.0.0.1/32"]}),
         "access": sip.access.model_copy(update={"allow": [], "auth": None}),
+        "caller_header": CALLER_HEADER,  # the caller's address, for dialplans' trunk rules
         "edge": False,
         "outbound_proxy": f"sip:127.0.0.1:{sip.port};lr",  # its own calls leave through the front
     }

@@ -37,9 +37,10 @@ from agent.records.summary import Summarizer
 from agent.records.upkeep import Upkeep
 from agent.records.webhooks import Dispatcher
 from agent.signaling import Signaling
-from agent.telephony.call import CallHandler, CallInfo, CallLeg
+from agent.telephony.call import CallHandler, CallInfo, CallLeg, CallRefused
 from agent.telephony.echo import echo_handler
 from agent.telephony.limits import CallLimiter
+from agent.telephony.trunks import Trunks
 from agent.telephony.webrtc import WebRtcGateway, install_ice_address_hook
 
 if TYPE_CHECKING:  # pjsua2 is imported only when SIP is used
@@ -54,7 +55,8 @@ class Server:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.dialplans = load_dialplans(cfg.dialplans.dir)  # a bad dialplan stops start-up here
+        self.dialplans = load_dialplans(cfg.dialplans.dir, cfg.sip.trunks.keys())  # bad: no start
+        self.trunks = Trunks(cfg.sip.trunks)
         self.engines: Engines | None = None
         self.services: Services | None = None
         self.limiter = CallLimiter(cfg.sip.max_calls)
@@ -112,10 +114,16 @@ class Server:
         self._stop.set()
 
     def route(self, info: CallInfo) -> CallHandler | None:
-        """Which handler answers a call to this user (its dialplan); None rejects it with 404."""
+        """Which handler answers a call to this user (its dialplan); None rejects it with 404,
+        CallRefused with the dialplan's `access` refusal."""
         plan = self.dialplans.for_user(info.to_user)
+        trunks = self.trunks.of(info.remote_addr)
         if plan is None:
+            if self.dialplans.trunk_only and not trunks:  # 403 as for a trunk's number: a
+                raise CallRefused(403, "Forbidden")  # scanner cannot tell which users exist
             return None
+        if refusal := plan.access.refusal(trunks, info.anonymous):
+            raise CallRefused(*refusal)
         if plan.kind == "echo":
             return echo_handler(plan.echo_delay_s)
 

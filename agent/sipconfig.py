@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from agent.configbase import Section, TlsFiles, check_cidrs, readable
 
@@ -68,6 +68,18 @@ class SipAuthConfig(Section):
         return v
 
 
+class TrunkConfig(Section):
+    """A carrier or PBX that sends calls, known by its addresses. A dialplan that names trunks
+    in `access.trunks` is reached only from them."""
+
+    allow: list[str] = Field(min_length=1)  # its CIDRs
+
+    @field_validator("allow")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        return check_cidrs(v)
+
+
 class SipAccessConfig(Section):
     """Who may call. Checked by the agent, and (with `sip.edge`) by Kamailio before it."""
 
@@ -125,6 +137,12 @@ class SipConfig(Section):
     # Kamailio in front even of one worker: floods, scanners and outsiders stop at the edge
     # (always so above calls_per_process). Recommended on the open internet.
     edge: bool = False
+    trunks: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")], TrunkConfig] = Field(
+        default_factory=dict
+    )
+    # A header in which a proxy in front puts the caller's address (an SBC's; cluster workers
+    # get their Kamailio front's). Believed only in INVITEs from `limits.trusted` addresses.
+    caller_header: str | None = Field(None, pattern=r"^X-[A-Za-z0-9-]+$")
     tls: SipTlsConfig | None = None  # SIP over TLS, ended by the agent itself (not with the edge)
     # SRTP (SDES keys in the SDP: use it with TLS, or the keys travel in clear). optional: offered,
     # and taken when the caller offers it; mandatory: a call without it is refused (488).

@@ -73,3 +73,25 @@ def test_a_run_call_is_answered_active_then_released_and_a_broken_handler_counts
     assert limiter.active == 0
     assert count(m, "sip", "answered") == 1 and count(m, "sip", "failed") == failed
     assert m.registry.get_sample_value("voice_agent_calls_active", {"transport": "sip"}) == 0
+
+
+def test_the_slot_is_free_once_the_call_has_ended_even_while_its_handler_tidies_up():
+    m, limiter = Metrics(), CallLimiter(1)
+    seen: list[int] = []
+
+    async def slow_tidy(leg: CallLeg) -> None:
+        await leg.hangup()  # the call is over (BYE) ...
+        await asyncio.sleep(0.05)  # ... and the handler is still writing its records
+        seen.append(limiter.active)
+
+    book = CallBook(lambda i: slow_tidy, limiter, m)
+
+    async def main() -> None:
+        i = info(transport="sip")
+        book.admit(i)
+        await book.run(Leg(i, FrameBridge(asyncio.get_running_loop())), slow_tidy)
+
+    asyncio.run(main())
+    assert seen == [0], "the caller's next call would have been turned away"
+    assert limiter.active == 0, "released once, not twice"
+    assert m.registry.get_sample_value("voice_agent_calls_active", {"transport": "sip"}) == 0

@@ -72,3 +72,42 @@ faults:
     failed = {(e["engine"], e["kind"]) for e in events if e["event"] == "engine failed"}
     assert {("llm", "timeout"), ("stt", "error")} <= failed, failed
     assert proc.returncode == 0
+
+
+FAILING_CALLER = """name: llm_down
+timing: {quiet_s: 2.0}
+turns:
+  - say: "When are you open on Saturday?"
+    expect: {says: "FALLBACK"}
+  - say: "How much does a basic tune-up cost?"
+expect: {transfer: "frontdesk"}
+""".replace("FALLBACK", FALLBACK)
+
+
+def test_an_llm_that_keeps_failing_hands_the_caller_to_the_first_transfer_target(tmp_path):
+    """Two fallback lines in a row (fallback_limit 2): the second turn is the transfer (REFER)."""
+    port = free_port()
+    proc, _ = serve(
+        tmp_path,
+        f"""sip: {{host: {LOCAL}, port: {port}}}
+dialplans: {{dir: {ROOT / "dialplans"}}}
+faults:
+  - {{engine: llm, mode: fail}}
+""",
+    )
+    try:
+        out = tmp_path / "call"
+        run = callsim("run", str(scenario(tmp_path, FAILING_CALLER)), "--target", f"sip:agent@{LOCAL}:{port}",
+                      "--out", str(out))  # fmt: skip
+        assert run.returncode in (0, 1), run.stdout + run.stderr
+        result = json.loads((out / "result.json").read_text())
+        said = [t.get("transcript", "") for t in result["turns"]]
+        assert re.search(FALLBACK, said[0], re.I), f"the first failed turn: {said}"
+        assert re.search("transfer|front desk", said[1], re.I), f"the second: the transfer line: {said}"
+        assert [t["refer_to"] for t in result["transfers"]] == ["sip:frontdesk@127.0.0.1"], result
+        assert run.returncode == 0, run.stdout
+        assert proc.poll() is None, "the agent process survives"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0

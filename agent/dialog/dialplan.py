@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -245,6 +245,21 @@ class RecordingParams(_Strict):
     retention_days: float = Field(30.0, gt=0, le=36500)
 
 
+class AccessParams(_Strict):
+    """Who may reach this dialplan, beyond `sip.access` (which every call passes first)."""
+
+    trunks: list[str] = []  # names in sip.trunks: only calls from their addresses (others: 403)
+    anonymous: bool = True  # false: a caller who withholds its identity gets 433
+
+    def refusal(self, trunks: Collection[str], anonymous: bool) -> tuple[int, str] | None:
+        """The SIP status and reason refusing a caller from these trunks, or None to answer."""
+        if self.trunks and not set(self.trunks) & set(trunks):
+            return 403, "this number takes calls from its trunks only"
+        if anonymous and not self.anonymous:
+            return 433, "anonymous callers are not answered"
+        return None
+
+
 class Tools(_Strict):
     hangup: HangupTool | None = None
     transfer: TransferTool | None = None
@@ -288,6 +303,7 @@ class Dialplan(_Strict):
         Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")], DigitCollect
     ] = {}
     recording: RecordingParams = RecordingParams()
+    access: AccessParams = AccessParams()
     # After the call: a two-sentence summary, and these fields filled from the transcript
     # (docs/records.md). Both ride on call.ended and are kept in the call record.
     summary: bool = True

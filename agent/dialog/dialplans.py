@@ -3,6 +3,7 @@ with file and line), the checks across files, and which dialplan answers a calle
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from agent.dialog.dialplan import Dialplan
@@ -27,6 +28,11 @@ class Dialplans:
         return self.default
 
     @property
+    def trunk_only(self) -> bool:
+        """Some dialplan takes calls from its trunks only."""
+        return any(p.access.trunks for p in self.plans)
+
+    @property
     def voices(self) -> set[str]:
         return {p.voice for p in self.plans if p.voice}
 
@@ -46,8 +52,9 @@ def load_dialplan(path: Path) -> Dialplan:
     return plan
 
 
-def load_dialplans(folder: Path) -> Dialplans:
-    """Load every *.yaml in `folder`; all problems of all files are reported together."""
+def load_dialplans(folder: Path, trunks: Collection[str] = ()) -> Dialplans:
+    """Load every *.yaml in `folder`; all problems of all files are reported together. `trunks`:
+    the names in sip.trunks, which `access.trunks` may name."""
     if not folder.is_dir():
         raise ConfigError(f"{folder}: dialplan folder not found (set dialplans.dir in the config)")
     plans: list[Dialplan] = []
@@ -57,6 +64,9 @@ def load_dialplans(folder: Path) -> Dialplans:
             plans.append(load_dialplan(path))
         except ConfigError as exc:
             problems.append(str(exc))
+            continue
+        if unknown := sorted(set(plans[-1].access.trunks) - set(trunks)):
+            problems.append(f"{path}: access.trunks: {unknown[0]!r} is not in the config's sip.trunks")
     if problems:
         raise ConfigError("\n".join(problems))
     if not plans:

@@ -77,8 +77,8 @@ class Admission:
         self._global = TokenBucket(calls_per_s, burst)
         self._per_source = (per_source_calls_per_s, per_source_burst)
         self._sources: OrderedDict[str, TokenBucket] = OrderedDict()
-        self._trusted = _networks(trusted)
-        self._allow = _networks(allow)
+        self._trusted = networks(trusted)
+        self._allow = networks(allow)
         self._scanners = [s.lower() for s in scanners if s]
         self._max_sources = max_sources
         self._calls_per_source = calls_per_source  # 0: no limit
@@ -96,15 +96,20 @@ class Admission:
         else:
             self._up.pop(host, None)
 
+    def caller_address(self, source: str, claimed: str | None) -> str:
+        """The caller's address: the packet's `source`, or the address a trusted proxy in front
+        (a cluster's Kamailio, an SBC) `claimed` for it in `sip.caller_header`."""
+        return claimed if claimed and inside(source_host(source), self._trusted) else source
+
     def check(self, source: str, now: float, user_agent: str = "") -> Rejection | None:
         """None admits the call; a Rejection says what to answer."""
         host = source_host(source)
         ua = user_agent.lower()
         if any(s in ua for s in self._scanners):
             return Rejection(403, "Forbidden")
-        if self._allow and not _inside(host, self._allow):
+        if self._allow and not inside(host, self._allow):
             return Rejection(403, "Forbidden")
-        if not _inside(host, self._trusted):
+        if not inside(host, self._trusted):
             if self._calls_per_source and self._up.get(host, 0) >= self._calls_per_source:
                 return Rejection(486, "Too many calls from your address")
             bucket = self._source_bucket(host)
@@ -127,16 +132,18 @@ class Admission:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _networks(cidrs: list[str] | tuple[str, ...]) -> list[Network]:
+def networks(cidrs: list[str] | tuple[str, ...]) -> list[Network]:
+    """Parsed CIDRs (already validated by the config)."""
     return [ipaddress.ip_network(n, strict=False) for n in cidrs]
 
 
-def _inside(host: str, networks: list[Network]) -> bool:
+def inside(host: str, nets: list[Network]) -> bool:
+    """The address `host` is in one of `nets`."""
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return any(addr in net for net in networks)
+    return any(addr in net for net in nets)
 
 
 def _retry(bucket: TokenBucket) -> int:

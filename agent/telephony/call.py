@@ -23,7 +23,8 @@ class CallInfo:
     from_uri: str
     to_uri: str
     to_user: str  # the called user/number: what routing looks at
-    remote_addr: str = ""
+    remote_addr: str = ""  # the caller's address (as a trusted proxy in front reports it)
+    anonymous: bool = False  # the caller withholds its identity (SIP From/Privacy)
     codec: str = ""
     remote_media: str = ""
     started_at: float = field(default_factory=time.time)
@@ -103,7 +104,17 @@ class CallLeg(Protocol):
 
 
 CallHandler = Callable[[CallLeg], Awaitable[None]]
-Router = Callable[[CallInfo], CallHandler | None]
+Router = Callable[[CallInfo], CallHandler | None]  # None: no one answers this user (404)
+
+
+class CallRefused(Exception):
+    """A router's refusal of a call to a user it knows: the SIP status to answer with (403 for
+    a caller outside the dialplan's trunks, 433 for an anonymous one where those are refused)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 @dataclass

@@ -1,30 +1,37 @@
 """The bookkeeping every call goes through, whatever its transport: one path, one meaning.
 
-- `admit`: the call limit first, then routing (a dialplan for the called user). A rejected call
-  is counted (`rejected_busy`, `rejected_not_found`) and holds no slot.
+- `admit`: the call limit first, then routing (a dialplan for the called user, which may refuse
+  this caller). A rejected call is counted (`rejected_busy`, `rejected_not_found`,
+  `rejected_forbidden`) and holds no slot.
 - `run`: the call is *answered* when its media can flow and its handler starts: after SIP's
   200 OK, after WebRTC's ICE connection. It is counted as answered and active, the handler runs
-  (errors contained, the call always hung up), a failed handler is counted, and the duration
-  is observed; the slot is released when the handler is done.
+  (errors contained, the call always hung up), a failed handler is counted. The slot is
+  released, and the duration observed, as soon as the call is over (its leg has ended) or the
+  handler is done, whichever comes first: a handler still tidying up after the caller's BYE
+  must not turn the caller's next call away with 486.
 - `abandon`: an admitted call that never got that far (an unusable offer, media that never
   connected) gives its slot back and is counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 from agent.metrics import Metrics
-from agent.telephony.call import BridgedLeg, CallHandler, CallInfo, Router, run_call
+from agent.telephony.call import BridgedLeg, CallHandler, CallInfo, CallRefused, Router, run_call
 from agent.telephony.limits import CallLimiter
 
 
 class CallRejected(Exception):
-    """`result` is the calls_total label: rejected_busy or rejected_not_found."""
+    """`result` is the calls_total label (rejected_busy, rejected_not_found or
+    rejected_forbidden); `code` the SIP status that says so."""
 
-    def __init__(self, result: str, reason: str) -> None:
+    def __init__(self, result: str, reason: str, code: int) -> None:
         super().__init__(reason)
         self.result = result
+        self.code = code
 
 
 class CallBook:
@@ -44,15 +51,19 @@ class CallBook:
         """The handler for this call, with a slot held for it; raises CallRejected."""
         if not self._limiter.try_acquire():
             self._count(info, "rejected_busy")
-            raise CallRejected("rejected_busy", "all lines are busy")
+            raise CallRejected("rejected_busy", "all lines are busy", 486)
         try:
             handler = self._router(info)
+        except CallRefused as exc:
+            self._limiter.release()
+            self._count(info, "rejected_forbidden")
+            raise CallRejected("rejected_forbidden", exc.reason, exc.code) from None
         except Exception:
             handler = None  # a broken router must not take the call path down
         if handler is None:
             self._limiter.release()
             self._count(info, "rejected_not_found")
-            raise CallRejected("rejected_not_found", f"no dialplan answers {info.to_user!r}")
+            raise CallRejected("rejected_not_found", f"no dialplan answers {info.to_user!r}", 404)
         return handler
 
     def abandon(self, info: CallInfo, result: str | None = "failed") -> None:
@@ -65,13 +76,29 @@ class CallBook:
         info = leg.info
         self._count(info, "answered")
         self._metrics.calls_active.labels(info.transport).inc()
+        released = False
+
+        def free() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self._limiter.release()
+            self._metrics.calls_active.labels(info.transport).dec()
+            self._metrics.call_duration.labels(info.transport).observe(time.time() - info.started_at)
+
+        def ended(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled():
+                free()
+
+        over = asyncio.ensure_future(leg.ended.wait())
+        over.add_done_callback(ended)
         try:
             if not await run_call(leg, handler):
                 self._count(info, "failed")
         finally:
-            self._limiter.release()
-            self._metrics.calls_active.labels(info.transport).dec()
-            self._metrics.call_duration.labels(info.transport).observe(time.time() - info.started_at)
+            over.cancel()
+            free()
 
     def _count(self, info: CallInfo, result: str) -> None:
         self._metrics.calls.labels(info.transport, result).inc()

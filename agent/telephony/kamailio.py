@@ -28,6 +28,7 @@ from pathlib import Path
 from agent.errors import StartupError
 from agent.sipconfig import SipConfig
 
+CALLER_HEADER = "X-Voice-Agent-Caller"  # the caller's address, for the workers' trunk rules
 MODULES = ("kex", "corex", "tm", "tmx", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "xlog",
            "sanity", "dispatcher", "pike", "htable", "ipops", "dialog", "auth")  # fmt: skip
 WINDOW_S = 2  # the per-source call count's window
@@ -166,6 +167,8 @@ request_route {{
     if (is_method("INVITE")) {{
         {f"if (!({allow})) {{ {outsider} }}" if allow else "# no allow-list: anyone may call"}{auth_check}
         {rate_check}
+        remove_hf("{CALLER_HEADER}");  # only the front says where a call came from
+        append_hf("{CALLER_HEADER}: $si\\r\\n");
         record_route();
     }}
     if (!ds_select_dst("1", "4")) {{ sl_send_reply("503", "No agent workers"); exit; }}

@@ -27,9 +27,10 @@ from agent.telephony.pjlib import LogWriter, start_library
 from agent.telephony.pjthread import PjsipThread
 from agent.telephony.sipcall import FramePort, SipCall, SipLeg, place_call
 from agent.telephony.sipreg import SipAccount, account_config
-from agent.telephony.siptext import request_uri, uri_user, user_agent
+from agent.telephony.siptext import read, request_uri, uri_user, withheld
 
 log = structlog.get_logger("sip")
+_REASONS = {403: "Forbidden", 404: "Not Found", 433: "Anonymity Disallowed", 486: "Busy Here"}
 T = TypeVar("T")
 
 # pjsua2-python is compiled with PJSUA_MAX_CALLS = 4 (a larger maxCalls is clamped): pjsua itself
@@ -321,17 +322,19 @@ class SipEndpoint:
         self._calls[prm.callId] = call
         ci = call.getInfo()
         request = prm.rdata.wholeMsg
-        m = request_uri(request)
+        message = read(request)
+        source = call.source = prm.rdata.srcAddress  # the packet's: what rate limits count
         info = CallInfo(
             call_id=ci.callIdString,
             transport="sip",
             from_uri=ci.remoteUri,
             to_uri=ci.localUri,
-            to_user=uri_user(m) or uri_user(ci.localUri),
-            remote_addr=prm.rdata.srcAddress,
+            to_user=uri_user(request_uri(request)) or uri_user(ci.localUri),
+            remote_addr=self._admission.caller_address(source, message.get(self.cfg.caller_header or "")),
+            anonymous=withheld(message),
         )
         bound = log.bind(call_id=info.call_id, to=info.to_user, caller=info.from_uri, source=info.remote_addr)
-        rejection = self._admission.check(info.remote_addr, time.monotonic(), user_agent(request))
+        rejection = self._admission.check(source, time.monotonic(), message.get("user-agent"))
         if rejection is not None:
             bound.warning("call rejected", code=rejection.code, reason=rejection.reason)
             result = {403: "rejected_forbidden", 486: "rejected_busy"}.get(rejection.code, "rejected_rate")
@@ -341,12 +344,8 @@ class SipEndpoint:
         try:
             handler = self._book.admit(info)
         except CallRejected as exc:
-            if exc.result == "rejected_busy":
-                bound.warning("call rejected: busy", active=self._book.active)
-                self._hold(call, Rejection(486, "Busy Here"))
-            else:
-                bound.warning("call rejected: no route")
-                self._hold(call, Rejection(404, "Not Found"))
+            bound.warning("call rejected", code=exc.code, reason=str(exc), active=self._book.active)
+            self._hold(call, Rejection(exc.code, _REASONS.get(exc.code, "Forbidden")))
             return
         assert self._loop is not None
         leg = SipLeg(info, FrameBridge(self._loop), self, prm.callId)
@@ -358,7 +357,7 @@ class SipEndpoint:
             self._book.abandon(info)
             return
         call.leg = leg
-        self._admission.call_started(info.remote_addr)
+        self._admission.call_started(source)
         bound.info("call answered", on=self.addresses[0] if self.addresses else None)  # which worker
         self.post(self._on_leg, leg, handler)
 
@@ -382,7 +381,7 @@ class SipEndpoint:
 
     def on_disconnected(self, call: SipCall, code: int, reason: str) -> None:
         if call.leg is not None and not call.outbound:
-            self._admission.call_ended(call.leg.info.remote_addr)
+            self._admission.call_ended(call.source)
         if call.leg is not None:
             self.post(self._on_leg_ended, call.leg, code, reason)
         peer, call.peer = call.peer, None

@@ -64,6 +64,7 @@ class SipCall(pj.Call):
         super().__init__(account, call_id)
         self.endpoint = endpoint
         self.leg: SipLeg | None = None
+        self.source = ""  # an incoming call's packet source, "host:port" (what admission counted)
         self.port: FramePort | None = None
         self.on_transfer_status: Callable[[int], None] | None = None  # set by a pending REFER
         self.outbound = call_id == pj.PJSUA_INVALID_ID  # we placed it (makeCall)

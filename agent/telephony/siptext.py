@@ -143,12 +143,22 @@ def request_uri(message: str, method: str = "INVITE") -> str:
     return parts[1] if len(parts) == 3 and parts[0] == method and parts[2] == "SIP/2.0" else ""
 
 
-def user_agent(message: str) -> str:
-    """A message's User-Agent ('' if none, or if the message does not parse)."""
+def read(message: str) -> SipMessage:
+    """A received message's text, parsed; a message with no headers if it does not parse."""
     try:
-        return parse(message.encode()).get("user-agent")
+        return parse(message.encode())
     except (SipParseError, UnicodeError):
-        return ""
+        return SipMessage("")
+
+
+def withheld(message: SipMessage) -> bool:
+    """The caller withholds its identity: an anonymous From (RFC 3261/3323) or a Privacy header
+    asking for it (RFC 3323/3325: id, user or header)."""
+    sender = uri_of(message.get("from")).lower()
+    if uri_user(sender) == "anonymous" or sender.endswith("@anonymous.invalid"):
+        return True
+    privacy = {p.strip().lower() for p in message.get("privacy").split(";")}
+    return bool(privacy & {"id", "user", "header"})
 
 
 def request(method: str, uri: str, headers: list[tuple[str, str]], body: str = "") -> SipMessage:

@@ -202,7 +202,7 @@ class WebRtcGateway:
         except CallRejected as exc:
             if exc.result == "rejected_busy":
                 raise OfferError(503, "all lines are busy: try again in a moment") from None
-            raise OfferError(404, str(exc)) from None
+            raise OfferError(403 if exc.result == "rejected_forbidden" else 404, str(exc)) from None
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # never a public STUN server
         leg = WebRtcLeg(info, FrameBridge(asyncio.get_running_loop()), pc)
         try:
