@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from typing import Any
 
 import pytest
 import yaml
@@ -30,6 +31,15 @@ turns:
 """.replace("FALLBACK", FALLBACK)
 
 
+def place_call(tmp_path, port: int, caller: str) -> tuple[Any, dict]:
+    """callsim calls the agent with this caller script: its run, and its result.json."""
+    out = tmp_path / "call"
+    run = callsim("run", str(scenario(tmp_path, caller)), "--target", f"sip:agent@{LOCAL}:{port}",
+                  "--out", str(out))  # fmt: skip
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    return run, json.loads((out / "result.json").read_text())
+
+
 def test_a_hung_llm_and_a_crashed_stt_cost_one_turn_each_and_the_call_goes_on(tmp_path):
     plans = tmp_path / "dialplans"
     plans.mkdir()
@@ -49,11 +59,7 @@ faults:
 """,
     )
     try:
-        out = tmp_path / "call"
-        run = callsim("run", str(scenario(tmp_path, CALLER)), "--target", f"sip:agent@{LOCAL}:{port}",
-                      "--out", str(out))  # fmt: skip
-        assert run.returncode in (0, 1), run.stdout + run.stderr
-        result = json.loads((out / "result.json").read_text())
+        _, result = place_call(tmp_path, port, CALLER)
         said = [t.get("transcript", "") for t in result["turns"]]
         assert len(said) == 3, result
         assert re.search(FALLBACK, said[0], re.I), f"the hung LLM's turn: {said}"
@@ -96,11 +102,7 @@ faults:
 """,
     )
     try:
-        out = tmp_path / "call"
-        run = callsim("run", str(scenario(tmp_path, FAILING_CALLER)), "--target", f"sip:agent@{LOCAL}:{port}",
-                      "--out", str(out))  # fmt: skip
-        assert run.returncode in (0, 1), run.stdout + run.stderr
-        result = json.loads((out / "result.json").read_text())
+        run, result = place_call(tmp_path, port, FAILING_CALLER)
         said = [t.get("transcript", "") for t in result["turns"]]
         assert re.search(FALLBACK, said[0], re.I), f"the first failed turn: {said}"
         assert re.search("transfer|front desk", said[1], re.I), f"the second: the transfer line: {said}"
